@@ -1,0 +1,223 @@
+//! `hookhub dev`: everything in one process on an embedded SQLite database.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use hookhub::delivery::DeliveryOptions;
+use hookhub::dispatch::DispatcherConfig;
+use hookhub::ingest::ReceiverConfig;
+use hookhub::local::{LocalConfig, LocalServer};
+use hookhub::retry::RetryPolicy;
+use hookhub::sqlite::SqliteBackend;
+use hookhub::worker::WorkerOptions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Embedded SQLite database in the data dir: no AWS at all.
+    Sqlite,
+    /// DynamoDB + SQS at the endpoints the AWS SDK is configured for (`AWS_ENDPOINT_URL` for
+    /// moto or LocalStack); tables and queues are created when missing.
+    Aws,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Storage and queue backend.
+    #[arg(long, value_enum, default_value = "sqlite", env = "HOOKHUB_BACKEND")]
+    backend: BackendKind,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "HOOKHUB_LISTEN")]
+    listen: SocketAddr,
+    /// Where the database and the generated admin key live.
+    #[arg(long, default_value = ".hookhub", env = "HOOKHUB_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Admin API key; generated and kept in the data dir when not given.
+    #[arg(long, env = "HOOKHUB_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Public base URL providers call (for schemes that sign the URL).
+    #[arg(long, env = "HOOKHUB_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Delays between delivery attempts, e.g. "5s,5m,30m,2h,5h,10h,10h".
+    #[arg(long, env = "HOOKHUB_RETRY_SCHEDULE")]
+    retry_schedule: Option<String>,
+    /// Largest accepted webhook body, in bytes.
+    #[arg(long, default_value_t = 256 * 1024, env = "HOOKHUB_MAX_BODY_BYTES")]
+    max_body_bytes: usize,
+    /// How long a repeated delivery id (or identical body) counts as a duplicate.
+    #[arg(long, default_value = "24h", env = "HOOKHUB_DEDUP_WINDOW", value_parser = humantime_duration)]
+    dedup_window: Duration,
+    /// How long a task being processed stays hidden from other consumers.
+    #[arg(long, default_value = "120s", env = "HOOKHUB_VISIBILITY_TIMEOUT", value_parser = humantime_duration)]
+    visibility_timeout: Duration,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    hookhub::retry::RetryPolicy::parse_schedule(s)
+        .map_err(|e| e.to_string())
+        .and_then(|d| match d.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(format!("{s:?} is not a single duration")),
+        })
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let _lock = lock_data_dir(&args.data_dir)?;
+    let admin_key = match args.admin_key {
+        Some(key) => key,
+        None => load_or_create_admin_key(&args.data_dir)?,
+    };
+    let retry = match &args.retry_schedule {
+        Some(spec) => RetryPolicy::with_schedule(RetryPolicy::parse_schedule(spec)?),
+        None => RetryPolicy::default(),
+    };
+
+    let (backend, wake, data_label) = match args.backend {
+        BackendKind::Sqlite => {
+            let db_path = args.data_dir.join("hookhub.db");
+            let sqlite = SqliteBackend::open(&db_path)
+                .with_context(|| format!("opening {}", db_path.display()))?;
+            // This process owns the database (see the lock above): tasks a previous run was
+            // processing when it stopped are picked up again at once, not after their timeout.
+            sqlite.release_inflight().await?;
+            let wake = sqlite.notifier();
+            (sqlite.into_backend(), Some(wake), db_path.display().to_string())
+        }
+        BackendKind::Aws => {
+            let (backend, label) = aws_backend().await?;
+            (backend, None, label)
+        }
+    };
+
+    let config = LocalConfig {
+        listen: args.listen,
+        admin_key: admin_key.clone(),
+        receiver: ReceiverConfig {
+            max_body_bytes: args.max_body_bytes,
+            dedup_window: args.dedup_window,
+            public_url: args.public_url,
+        },
+        dispatcher: DispatcherConfig {
+            retry,
+            ..DispatcherConfig::default()
+        },
+        worker: WorkerOptions {
+            visibility_timeout: args.visibility_timeout,
+            ..WorkerOptions::default()
+        },
+        // Dev mode delivers to local sinks, so loopback and private targets are allowed.
+        delivery: DeliveryOptions {
+            allow_private_targets: true,
+            ..DeliveryOptions::default()
+        },
+    };
+    let server = LocalServer::start(backend, wake, config).await?;
+    println!("Hookhub dev server listening on http://{}", server.addr);
+    println!("  ingest:    POST http://{}/webhooks/{{source}}", server.addr);
+    println!("  admin API: http://{}/v1   (Authorization: Bearer {admin_key})", server.addr);
+    println!("  data:      {data_label}");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down; finishing requests and deliveries in flight");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// DynamoDB + SQS from the environment. Without `HOOKHUB_*` resource settings, resources are
+/// named `hookhub-…`. Against a local endpoint (`AWS_ENDPOINT_URL`) missing tables and queues
+/// are created, so a freshly started moto needs no other setup.
+async fn aws_backend() -> anyhow::Result<(hookhub::ports::Backend, String)> {
+    use hookhub::aws::{load_sdk_config, Aws, AwsConfigError, AwsSettings};
+    let settings = match AwsSettings::from_env() {
+        Ok(settings) => settings,
+        Err(AwsConfigError::Missing(_)) => AwsSettings::with_prefix("hookhub-"),
+        Err(e) => return Err(e.into()),
+    };
+    let aws = Aws::new(&load_sdk_config().await, settings);
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+    if endpoint.is_some() || std::env::var("HOOKHUB_CREATE_RESOURCES").as_deref() == Ok("true") {
+        aws.ensure_resources()
+            .await
+            .context("creating DynamoDB tables and SQS queues")?;
+    }
+    let backend = aws.backend().await.context("connecting to SQS")?;
+    let s = aws.settings();
+    let label = format!(
+        "DynamoDB tables {}, {}, {}, {}; SQS queue {}{}",
+        s.sources_table,
+        s.subscriptions_table,
+        s.events_table,
+        s.attempts_table,
+        s.queue.name(),
+        endpoint.map(|e| format!(" at {e}")).unwrap_or_default()
+    );
+    Ok((backend, label))
+}
+
+/// One dev server per data dir: a second one would steal the first one's in-flight tasks.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => bail!(
+            "another hookhub dev server is using {}; stop it or pick another --data-dir",
+            dir.display()
+        ),
+    }
+}
+
+fn load_or_create_admin_key(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("admin-key");
+    if let Ok(existing) = fs::read_to_string(&path) {
+        let key = existing.trim().to_string();
+        if !key.is_empty() {
+            return Ok(key);
+        }
+    }
+    let key = hookhub::admin::generate_admin_key();
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{key}")?;
+    Ok(key)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,412 @@
+//! The admin service: validated management of sources and subscriptions, and read access to
+//! events and attempts. The HTTP layer only maps requests and errors onto these calls.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{is_valid_slug, new_id, Attempt, Event, Secret, Source, Subscription};
+use crate::filter::is_valid_filter;
+use crate::ports::{Backend, EventQuery, StoreError};
+use crate::signing;
+use crate::verify::VerifyConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The request is well-formed JSON but its values are not acceptable.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> AdminError {
+    AdminError::Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSource {
+    pub id: String,
+    pub verify: VerifyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSource {
+    pub verify: VerifyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSubscription {
+    pub url: String,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// A `whsec_…` secret; generated when absent.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Partial update: absent fields are left as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSubscription {
+    pub url: Option<String>,
+    pub sources: Option<Vec<String>>,
+    pub event_types: Option<Vec<String>>,
+    pub label: Option<String>,
+    pub secret: Option<Secret>,
+    pub enabled: Option<bool>,
+}
+
+/// A source as shown through the API: secrets redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceView {
+    pub id: String,
+    pub verify: VerifyConfig,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+impl From<Source> for SourceView {
+    fn from(s: Source) -> Self {
+        Self {
+            verify: s.verify.redacted(),
+            id: s.id,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// An event in listings: no body or headers.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    pub id: String,
+    pub source_id: String,
+    pub event_type: String,
+    pub received_at: chrono::DateTime<Utc>,
+    pub content_type: Option<String>,
+    pub size: usize,
+}
+
+/// A whole event: body as text when it is UTF-8, else base64.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    pub dedup_key: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: String,
+    pub body_encoding: &'static str,
+}
+
+impl From<&Event> for EventSummary {
+    fn from(e: &Event) -> Self {
+        Self {
+            id: e.id.clone(),
+            source_id: e.source_id.clone(),
+            event_type: e.event_type.clone(),
+            received_at: e.received_at,
+            content_type: e.content_type.clone(),
+            size: e.body.len(),
+        }
+    }
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        use base64::Engine;
+        let (body, body_encoding) = match std::str::from_utf8(&e.body) {
+            Ok(text) => (text.to_string(), "utf8"),
+            Err(_) => (
+                base64::engine::general_purpose::STANDARD.encode(&e.body),
+                "base64",
+            ),
+        };
+        Self {
+            summary: EventSummary::from(&e),
+            dedup_key: e.dedup_key,
+            headers: e.headers,
+            body,
+            body_encoding,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventPage {
+    pub data: Vec<EventSummary>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Admin {
+    backend: Backend,
+}
+
+impl Admin {
+    pub fn new(backend: Backend) -> Self {
+        Self { backend }
+    }
+
+    pub async fn create_source(&self, req: CreateSource) -> AdminResult<SourceView> {
+        if !is_valid_slug(&req.id) {
+            return Err(invalid(
+                "invalid_source_id",
+                "a source id is 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+            ));
+        }
+        req.verify
+            .validate()
+            .map_err(|e| invalid("invalid_verify", e.0))?;
+        let source = Source {
+            id: req.id,
+            verify: req.verify,
+            created_at: Utc::now(),
+        };
+        self.backend.sources.create_source(&source).await?;
+        Ok(source.into())
+    }
+
+    pub async fn update_source(&self, id: &str, req: UpdateSource) -> AdminResult<SourceView> {
+        let mut source = self.load_source(id).await?;
+        req.verify
+            .validate()
+            .map_err(|e| invalid("invalid_verify", e.0))?;
+        source.verify = req.verify;
+        self.backend.sources.update_source(&source).await?;
+        Ok(source.into())
+    }
+
+    pub async fn get_source(&self, id: &str) -> AdminResult<SourceView> {
+        Ok(self.load_source(id).await?.into())
+    }
+
+    pub async fn list_sources(&self) -> AdminResult<Vec<SourceView>> {
+        let sources = self.backend.sources.list_sources().await?;
+        Ok(sources.into_iter().map(SourceView::from).collect())
+    }
+
+    pub async fn delete_source(&self, id: &str) -> AdminResult<()> {
+        match self.backend.sources.delete_source(id).await? {
+            true => Ok(()),
+            false => Err(AdminError::NotFound(format!("source {id}"))),
+        }
+    }
+
+    async fn load_source(&self, id: &str) -> AdminResult<Source> {
+        self.backend
+            .sources
+            .get_source(id)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("source {id}")))
+    }
+
+    pub async fn create_subscription(&self, req: CreateSubscription) -> AdminResult<Subscription> {
+        validate_url(&req.url)?;
+        validate_sources(&req.sources)?;
+        validate_filters(&req.event_types)?;
+        let secret = match req.secret {
+            Some(secret) => validate_secret(secret)?,
+            None => signing::generate_secret(),
+        };
+        let now = Utc::now();
+        let subscription = Subscription {
+            id: new_id("sub"),
+            url: req.url,
+            sources: req.sources,
+            event_types: req.event_types,
+            label: req.label,
+            secret,
+            enabled: req.enabled.unwrap_or(true),
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.backend
+            .subscriptions
+            .create_subscription(&subscription)
+            .await?;
+        Ok(subscription)
+    }
+
+    pub async fn update_subscription(
+        &self,
+        id: &str,
+        req: UpdateSubscription,
+    ) -> AdminResult<Subscription> {
+        let mut sub = self.get_subscription(id).await?;
+        if let Some(url) = req.url {
+            validate_url(&url)?;
+            sub.url = url;
+        }
+        if let Some(sources) = req.sources {
+            validate_sources(&sources)?;
+            sub.sources = sources;
+        }
+        if let Some(filters) = req.event_types {
+            validate_filters(&filters)?;
+            sub.event_types = filters;
+        }
+        if let Some(label) = req.label {
+            sub.label = Some(label);
+        }
+        if let Some(secret) = req.secret {
+            sub.secret = validate_secret(secret)?;
+        }
+        if let Some(enabled) = req.enabled {
+            sub.enabled = enabled;
+            if enabled {
+                sub.disabled_reason = None;
+            }
+        }
+        sub.updated_at = Utc::now();
+        self.backend.subscriptions.update_subscription(&sub).await?;
+        Ok(sub)
+    }
+
+    pub async fn get_subscription(&self, id: &str) -> AdminResult<Subscription> {
+        self.backend
+            .subscriptions
+            .get_subscription(id)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("subscription {id}")))
+    }
+
+    pub async fn list_subscriptions(&self) -> AdminResult<Vec<Subscription>> {
+        Ok(self.backend.subscriptions.list_subscriptions().await?)
+    }
+
+    pub async fn delete_subscription(&self, id: &str) -> AdminResult<()> {
+        match self.backend.subscriptions.delete_subscription(id).await? {
+            true => Ok(()),
+            false => Err(AdminError::NotFound(format!("subscription {id}"))),
+        }
+    }
+
+    pub async fn list_events(
+        &self,
+        source_id: Option<String>,
+        before: Option<String>,
+        limit: Option<usize>,
+    ) -> AdminResult<EventPage> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=1000).contains(&limit) {
+            return Err(invalid("invalid_limit", "limit must be between 1 and 1000"));
+        }
+        let query = EventQuery {
+            source_id,
+            before,
+            limit,
+        };
+        let events = self.backend.events.list_events(&query).await?;
+        let next_cursor = (events.len() == limit)
+            .then(|| events.last().map(|e| e.id.clone()))
+            .flatten();
+        Ok(EventPage {
+            data: events.iter().map(EventSummary::from).collect(),
+            next_cursor,
+        })
+    }
+
+    pub async fn get_event(&self, id: &str) -> AdminResult<EventView> {
+        self.backend
+            .events
+            .get_event(id)
+            .await?
+            .map(EventView::from)
+            .ok_or_else(|| AdminError::NotFound(format!("event {id}")))
+    }
+
+    pub async fn event_attempts(&self, id: &str) -> AdminResult<Vec<Attempt>> {
+        if self.backend.events.get_event(id).await?.is_none() {
+            return Err(AdminError::NotFound(format!("event {id}")));
+        }
+        Ok(self.backend.attempts.attempts_for_event(id).await?)
+    }
+
+    pub async fn subscription_attempts(
+        &self,
+        id: &str,
+        limit: Option<usize>,
+    ) -> AdminResult<Vec<Attempt>> {
+        self.get_subscription(id).await?;
+        let limit = limit.unwrap_or(50).clamp(1, 1000);
+        Ok(self
+            .backend
+            .attempts
+            .attempts_for_subscription(id, limit)
+            .await?)
+    }
+}
+
+fn validate_url(raw: &str) -> AdminResult<()> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| invalid("invalid_url", format!("url is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(
+            "invalid_url",
+            "url must be an http(s) URL with a host",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "invalid_url",
+            "url must not carry credentials; subscribers verify the webhook signature instead",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_sources(sources: &[String]) -> AdminResult<()> {
+    match sources.iter().find(|s| !is_valid_slug(s)) {
+        Some(bad) => Err(invalid(
+            "invalid_sources",
+            format!("{bad:?} is not a valid source id"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn validate_filters(filters: &[String]) -> AdminResult<()> {
+    match filters.iter().find(|f| !is_valid_filter(f)) {
+        Some(bad) => Err(invalid(
+            "invalid_event_types",
+            format!("{bad:?} is not an event type filter (use a name or prefix.*)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn validate_secret(secret: Secret) -> AdminResult<Secret> {
+    match signing::decode_secret(secret.expose()) {
+        Ok(key) if secret.expose().starts_with("whsec_") && (24..=64).contains(&key.len()) => {
+            Ok(secret)
+        }
+        _ => Err(invalid(
+            "invalid_secret",
+            "secret must be whsec_ followed by the base64 of 24 to 64 random bytes",
+        )),
+    }
+}
+
+/// A random admin API key: `hh_` + 32 hex-encoded random bytes.
+pub fn generate_admin_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("hh_{}", hex::encode(bytes))
+}

@@ -1,0 +1,227 @@
+//! Where the AWS resources are (from the environment) and the one SDK config every client shares.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+
+/// Default retention of events and attempts (their DynamoDB TTL).
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// A queue, by URL (deployed: no lookup call, no extra IAM permission) or by name (local dev:
+/// resolved with `GetQueueUrl`, or created by `ensure_resources`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueRef {
+    Url(String),
+    Name(String),
+}
+
+impl QueueRef {
+    /// The queue name: the URL's last path segment.
+    pub fn name(&self) -> &str {
+        match self {
+            QueueRef::Url(url) => url.trim_end_matches('/').rsplit('/').next().unwrap_or(url),
+            QueueRef::Name(name) => name,
+        }
+    }
+}
+
+/// Names of the DynamoDB tables and SQS queues, and the retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub sources_table: String,
+    pub subscriptions_table: String,
+    pub events_table: String,
+    pub attempts_table: String,
+    pub queue: QueueRef,
+    pub dead_letter_queue: QueueRef,
+    /// How long events and attempts are kept (DynamoDB TTL).
+    pub retention: Duration,
+}
+
+/// A missing or malformed configuration variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsConfigError {
+    #[error("missing configuration: set {0}")]
+    Missing(&'static str),
+    #[error("invalid {var}: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+impl AwsSettings {
+    /// Every resource named from one prefix: tables `{prefix}sources`, `{prefix}subscriptions`,
+    /// `{prefix}events`, `{prefix}attempts`, queues `{prefix}tasks` and `{prefix}tasks-dlq`.
+    /// For local development and tests.
+    pub fn with_prefix(prefix: &str) -> Self {
+        let queue = format!("{prefix}tasks");
+        Self {
+            sources_table: format!("{prefix}sources"),
+            subscriptions_table: format!("{prefix}subscriptions"),
+            events_table: format!("{prefix}events"),
+            attempts_table: format!("{prefix}attempts"),
+            dead_letter_queue: QueueRef::Name(format!("{queue}-dlq")),
+            queue: QueueRef::Name(queue),
+            retention: days(DEFAULT_RETENTION_DAYS),
+        }
+    }
+
+    /// Reads the process environment; see [`AwsSettings::from_lookup`].
+    pub fn from_env() -> Result<Self, AwsConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `var` (a lookup, so tests need not mutate the environment):
+    ///
+    /// - `HOOKHUB_SOURCES_TABLE`, `HOOKHUB_SUBSCRIPTIONS_TABLE`, `HOOKHUB_EVENTS_TABLE`,
+    ///   `HOOKHUB_ATTEMPTS_TABLE`, each defaulting to `{HOOKHUB_TABLE_PREFIX}{kind}` when the
+    ///   prefix is set;
+    /// - `HOOKHUB_QUEUE_URL` or else `HOOKHUB_QUEUE_NAME`;
+    /// - `HOOKHUB_DLQ_URL` or else `{HOOKHUB_QUEUE_NAME}-dlq`;
+    /// - `HOOKHUB_RETENTION_DAYS` (default 30).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, AwsConfigError> {
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let prefix = get("HOOKHUB_TABLE_PREFIX");
+        let table = |name: &'static str, kind: &str| {
+            get(name)
+                .or_else(|| prefix.as_ref().map(|p| format!("{p}{kind}")))
+                .ok_or(AwsConfigError::Missing(name))
+        };
+        let queue_name = get("HOOKHUB_QUEUE_NAME");
+        let queue = match (get("HOOKHUB_QUEUE_URL"), &queue_name) {
+            (Some(url), _) => QueueRef::Url(url),
+            (None, Some(name)) => QueueRef::Name(name.clone()),
+            (None, None) => {
+                return Err(AwsConfigError::Missing(
+                    "HOOKHUB_QUEUE_URL (or HOOKHUB_QUEUE_NAME)",
+                ))
+            }
+        };
+        let dead_letter_queue = match (get("HOOKHUB_DLQ_URL"), queue_name) {
+            (Some(url), _) => QueueRef::Url(url),
+            (None, Some(name)) => QueueRef::Name(format!("{name}-dlq")),
+            (None, None) => return Err(AwsConfigError::Missing("HOOKHUB_DLQ_URL")),
+        };
+        let retention = match get("HOOKHUB_RETENTION_DAYS") {
+            None => days(DEFAULT_RETENTION_DAYS),
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=3650).contains(&n) => days(n),
+                _ => {
+                    return Err(AwsConfigError::Invalid {
+                        var: "HOOKHUB_RETENTION_DAYS",
+                        reason: format!("expected a number of days from 1 to 3650, got {v:?}"),
+                    })
+                }
+            },
+        };
+        Ok(Self {
+            sources_table: table("HOOKHUB_SOURCES_TABLE", "sources")?,
+            subscriptions_table: table("HOOKHUB_SUBSCRIPTIONS_TABLE", "subscriptions")?,
+            events_table: table("HOOKHUB_EVENTS_TABLE", "events")?,
+            attempts_table: table("HOOKHUB_ATTEMPTS_TABLE", "attempts")?,
+            queue,
+            dead_letter_queue,
+            retention,
+        })
+    }
+}
+
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
+}
+
+/// The SDK config loader with Hookhub's retry and timeout policy. Region, credentials and
+/// endpoint come from the usual chain (`AWS_REGION`, Lambda's role, `AWS_ENDPOINT_URL`…);
+/// tests override them on the returned loader.
+pub fn sdk_config_loader() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        // Standard mode retries throttling and transient errors with jittered backoff.
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                // Long enough for a 1 s SQS long poll and a 16 MB BatchGetItem page.
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+}
+
+/// Loads the SDK config once per process (Lambda cold start); share the result.
+pub async fn load_sdk_config() -> SdkConfig {
+    sdk_config_loader().load().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn explicit_names_and_urls() {
+        let s = AwsSettings::from_lookup(lookup(&[
+            ("HOOKHUB_SOURCES_TABLE", "src"),
+            ("HOOKHUB_SUBSCRIPTIONS_TABLE", "subs"),
+            ("HOOKHUB_EVENTS_TABLE", "evts"),
+            ("HOOKHUB_ATTEMPTS_TABLE", "atts"),
+            (
+                "HOOKHUB_QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/tasks",
+            ),
+            (
+                "HOOKHUB_DLQ_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/dlq",
+            ),
+            ("HOOKHUB_RETENTION_DAYS", "7"),
+        ]))
+        .unwrap();
+        assert_eq!(s.events_table, "evts");
+        assert_eq!(s.queue.name(), "tasks");
+        assert_eq!(s.dead_letter_queue.name(), "dlq");
+        assert_eq!(s.retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn prefix_and_queue_name() {
+        let s = AwsSettings::from_lookup(lookup(&[
+            ("HOOKHUB_TABLE_PREFIX", "dev-"),
+            ("HOOKHUB_EVENTS_TABLE", "custom-events"),
+            ("HOOKHUB_QUEUE_NAME", "dev-tasks"),
+        ]))
+        .unwrap();
+        assert_eq!(s.sources_table, "dev-sources");
+        assert_eq!(s.events_table, "custom-events");
+        assert_eq!(s.queue, QueueRef::Name("dev-tasks".into()));
+        assert_eq!(s.dead_letter_queue, QueueRef::Name("dev-tasks-dlq".into()));
+        assert_eq!(s.retention, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn missing_and_invalid() {
+        let err = AwsSettings::from_lookup(lookup(&[("HOOKHUB_QUEUE_NAME", "q")])).unwrap_err();
+        assert_eq!(err, AwsConfigError::Missing("HOOKHUB_SOURCES_TABLE"));
+        let err = AwsSettings::from_lookup(lookup(&[("HOOKHUB_TABLE_PREFIX", "p-")])).unwrap_err();
+        assert!(err.to_string().contains("HOOKHUB_QUEUE_URL"));
+        let err = AwsSettings::from_lookup(lookup(&[
+            ("HOOKHUB_TABLE_PREFIX", "p-"),
+            ("HOOKHUB_QUEUE_NAME", "q"),
+            ("HOOKHUB_RETENTION_DAYS", "forever"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            AwsConfigError::Invalid {
+                var: "HOOKHUB_RETENTION_DAYS",
+                ..
+            }
+        ));
+    }
+}

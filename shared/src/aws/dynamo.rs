@@ -1,0 +1,390 @@
+//! DynamoDB stores. One table per record kind, so each function's IAM role can be limited to
+//! the tables it touches. Items are mapped with `serde_dynamo`; the few extra attributes added
+//! here are index keys and the TTL. Layout: `docs/aws-layout.md`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{sdk_error, AwsSettings};
+use crate::domain::{Attempt, Source, Subscription};
+use crate::ports::{AttemptLog, SourceStore, StoreError, StoreResult, SubscriptionStore};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Attribute and index names shared with `setup.rs`.
+pub(crate) mod names {
+    /// TTL attribute (epoch seconds) on events, dedup markers and attempts.
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// Events: GSI listing one source's events newest first (`source_id`, `id`).
+    pub const BY_SOURCE: &str = "by-source";
+    /// Events: GSI listing all events newest first, spread over a few partitions
+    /// (`list_shard`, `id`).
+    pub const BY_TIME: &str = "by-time";
+    pub const LIST_SHARD: &str = "list_shard";
+    /// Events: sparse GSI holding only events not yet enqueued (`pending`, `received_sk`).
+    pub const UNENQUEUED: &str = "unenqueued";
+    pub const PENDING: &str = "pending";
+    pub const RECEIVED_SK: &str = "received_sk";
+    /// Attempts: sort key `{subscription_id}#{attempt:010}`.
+    pub const ATTEMPT_SK: &str = "sk";
+    /// Attempts: GSI listing one subscription's attempts newest first
+    /// (`subscription_id`, `started_sk`).
+    pub const BY_SUBSCRIPTION: &str = "by-subscription";
+    pub const STARTED_SK: &str = "started_sk";
+}
+use names::*;
+
+mod events;
+
+/// The DynamoDB implementation of the store ports. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    sources: String,
+    subscriptions: String,
+    events: String,
+    attempts: String,
+    retention: Duration,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, settings: &AwsSettings) -> Self {
+        Self {
+            client,
+            sources: settings.sources_table.clone(),
+            subscriptions: settings.subscriptions_table.clone(),
+            events: settings.events_table.clone(),
+            attempts: settings.attempts_table.clone(),
+            retention: settings.retention,
+        }
+    }
+
+    fn expires_at(&self, from: DateTime<Utc>) -> AttributeValue {
+        epoch_seconds(from, self.retention)
+    }
+
+    // ----- sources and subscriptions: plain items keyed by `id` -----
+
+    async fn create_record<T: Serialize>(
+        &self,
+        table: &str,
+        kind: &str,
+        id: &str,
+        value: &T,
+    ) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(to_item(value)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception())
+                {
+                    StoreError::Conflict(format!("{kind} {id}"))
+                } else {
+                    sdk_error("PutItem", e)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn update_record<T: Serialize>(
+        &self,
+        table: &str,
+        kind: &str,
+        id: &str,
+        value: &T,
+    ) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(to_item(value)?))
+            .condition_expression("attribute_exists(id)")
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception())
+                {
+                    StoreError::NotFound(format!("{kind} {id}"))
+                } else {
+                    sdk_error("PutItem", e)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn get_item(&self, table: &str, key: Item) -> StoreResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            // Read-your-writes: the dispatcher reads what the receiver has just stored.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    async fn get_record<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        id: &str,
+    ) -> StoreResult<Option<T>> {
+        self.get_item(table, key("id", id))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    /// Every record of a small table (sources, subscriptions), ordered by id.
+    async fn list_records<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        id_of: fn(&T) -> &str,
+    ) -> StoreResult<Vec<T>> {
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Scan", e))?;
+            for item in out.items.unwrap_or_default() {
+                records.push(from_item::<T>(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        records.sort_by(|a, b| id_of(a).cmp(id_of(b)));
+        Ok(records)
+    }
+
+    async fn delete_record(&self, table: &str, id: &str) -> StoreResult<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(key("id", id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    // ----- queries -----
+
+    /// Runs a query page after page until `limit` items (all when `None`) were collected.
+    async fn query(
+        &self,
+        query: QueryFluentBuilder,
+        limit: Option<usize>,
+    ) -> StoreResult<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut page = query.clone().set_exclusive_start_key(start);
+            if let Some(limit) = limit {
+                let want = limit.saturating_sub(items.len()).clamp(1, 1000);
+                page = page.limit(i32::try_from(want).unwrap_or(1000));
+            }
+            let out = page.send().await.map_err(|e| sdk_error("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() || limit.is_some_and(|l| items.len() >= l) {
+                break;
+            }
+        }
+        if let Some(limit) = limit {
+            items.truncate(limit);
+        }
+        Ok(items)
+    }
+}
+
+#[async_trait]
+impl SourceStore for DynamoStore {
+    async fn create_source(&self, source: &Source) -> StoreResult<()> {
+        self.create_record(&self.sources, "source", &source.id, source)
+            .await
+    }
+
+    async fn update_source(&self, source: &Source) -> StoreResult<()> {
+        self.update_record(&self.sources, "source", &source.id, source)
+            .await
+    }
+
+    async fn get_source(&self, id: &str) -> StoreResult<Option<Source>> {
+        self.get_record(&self.sources, id).await
+    }
+
+    async fn list_sources(&self) -> StoreResult<Vec<Source>> {
+        self.list_records(&self.sources, |s: &Source| &s.id).await
+    }
+
+    async fn delete_source(&self, id: &str) -> StoreResult<bool> {
+        self.delete_record(&self.sources, id).await
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for DynamoStore {
+    async fn create_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
+        self.create_record(
+            &self.subscriptions,
+            "subscription",
+            &subscription.id,
+            subscription,
+        )
+        .await
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
+        self.update_record(
+            &self.subscriptions,
+            "subscription",
+            &subscription.id,
+            subscription,
+        )
+        .await
+    }
+
+    async fn get_subscription(&self, id: &str) -> StoreResult<Option<Subscription>> {
+        self.get_record(&self.subscriptions, id).await
+    }
+
+    async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        self.list_records(&self.subscriptions, |s: &Subscription| &s.id)
+            .await
+    }
+
+    async fn delete_subscription(&self, id: &str) -> StoreResult<bool> {
+        self.delete_record(&self.subscriptions, id).await
+    }
+}
+
+#[async_trait]
+impl AttemptLog for DynamoStore {
+    async fn record_attempt(&self, attempt: &Attempt) -> StoreResult<()> {
+        let mut item = to_item(attempt)?;
+        item.insert(
+            ATTEMPT_SK.into(),
+            AttributeValue::S(format!(
+                "{}#{:010}",
+                attempt.subscription_id, attempt.attempt
+            )),
+        );
+        item.insert(
+            STARTED_SK.into(),
+            AttributeValue::S(format!(
+                "{}#{}#{:010}",
+                sortable_time(attempt.started_at),
+                attempt.event_id,
+                attempt.attempt
+            )),
+        );
+        item.insert(EXPIRES_AT.into(), self.expires_at(attempt.started_at));
+        self.client
+            .put_item()
+            .table_name(&self.attempts)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn attempts_for_event(&self, event_id: &str) -> StoreResult<Vec<Attempt>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.attempts)
+            .key_condition_expression("event_id = :e")
+            .expression_attribute_values(":e", AttributeValue::S(event_id.into()))
+            .consistent_read(true);
+        self.query(query, None)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    async fn attempts_for_subscription(
+        &self,
+        subscription_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Attempt>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.attempts)
+            .index_name(BY_SUBSCRIPTION)
+            .key_condition_expression("subscription_id = :s")
+            .expression_attribute_values(":s", AttributeValue::S(subscription_id.into()))
+            .scan_index_forward(false);
+        self.query(query, Some(limit))
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+}
+
+fn key(name: &str, value: &str) -> Item {
+    HashMap::from([(name.to_string(), AttributeValue::S(value.to_string()))])
+}
+
+fn to_item<T: Serialize>(value: &T) -> StoreResult<Item> {
+    serde_dynamo::to_item(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot map to an item: {e}")))
+}
+
+fn from_item<T: DeserializeOwned>(item: Item) -> StoreResult<T> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("malformed item: {e}")))
+}
+
+fn string_attr(item: &Item, name: &str) -> StoreResult<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => Ok(s.clone()),
+        _ => Err(StoreError::Corrupt(format!(
+            "item without string attribute {name}"
+        ))),
+    }
+}
+
+/// TTL value: epoch seconds of `from + after`.
+fn epoch_seconds(from: DateTime<Utc>, after: Duration) -> AttributeValue {
+    let secs = from
+        .timestamp()
+        .saturating_add(i64::try_from(after.as_secs()).unwrap_or(i64::MAX));
+    AttributeValue::N(secs.to_string())
+}
+
+/// Fixed width, so strings sort like times (RFC 3339 as chrono prints it drops zero fractions).
+fn sortable_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}

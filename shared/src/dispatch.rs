@@ -1,0 +1,383 @@
+//! The dispatcher service: turn queue tasks into signed deliveries, log every attempt and
+//! schedule retries per (event, subscription) pair.
+//!
+//! Idempotence: a task may run more than once (queue redelivery after a crash, a sweep that
+//! enqueued twice). Before delivering attempt `n` of a pair, the attempt log is consulted: a pair
+//! that already succeeded, or already has attempt `n`, is not delivered again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use http::{HeaderMap, HeaderValue};
+
+use crate::delivery::{DeliveryClient, DeliveryResponse};
+use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
+use crate::ports::{Backend, ReceivedTask, StoreError};
+use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::signing;
+
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    pub retry: RetryPolicy,
+    /// Deliveries of one event in flight at once.
+    pub fan_out_concurrency: usize,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            fan_out_concurrency: 16,
+        }
+    }
+}
+
+/// What to do with a processed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// Done (delivered, retry scheduled, or nothing to do): delete the message.
+    Done,
+    /// Can never be processed: move it to the dead-letter queue.
+    Malformed(String),
+}
+
+/// Infrastructure failures: the message stays on the queue and is tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    backend: Backend,
+    client: DeliveryClient,
+    config: Arc<DispatcherConfig>,
+}
+
+impl Dispatcher {
+    pub fn new(backend: Backend, client: DeliveryClient, config: DispatcherConfig) -> Self {
+        Self {
+            backend,
+            client,
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Processes one queue message. `receive_count > 1` means an earlier run may have stopped
+    /// half-way, which is when missing retry tasks are re-sent.
+    pub async fn process(&self, message: &ReceivedTask) -> Result<TaskOutcome, DispatchError> {
+        let task = match Task::from_json(&message.body) {
+            Ok(task) => task,
+            Err(e) => return Ok(TaskOutcome::Malformed(format!("not a task: {e}"))),
+        };
+        let redelivered = message.receive_count > 1;
+        match task {
+            Task::Dispatch { event_id } => self.fan_out(&event_id, redelivered).await?,
+            Task::Deliver {
+                event_id,
+                subscription_id,
+                attempt,
+                ..
+            } => {
+                if attempt == 0 {
+                    return Ok(TaskOutcome::Malformed("attempt numbers start at 1".into()));
+                }
+                self.deliver_pair(&event_id, &subscription_id, attempt, redelivered)
+                    .await?
+            }
+        }
+        Ok(TaskOutcome::Done)
+    }
+
+    /// First delivery of an event to every matching subscription, concurrently.
+    async fn fan_out(&self, event_id: &str, redelivered: bool) -> Result<(), DispatchError> {
+        let Some(event) = self.backend.events.get_event(event_id).await? else {
+            tracing::warn!(event_id, "dispatch task for an event that no longer exists");
+            return Ok(());
+        };
+        let subscriptions: Vec<Subscription> = self
+            .backend
+            .subscriptions
+            .list_subscriptions()
+            .await?
+            .into_iter()
+            .filter(|s| s.matches(&event.source_id, &event.event_type))
+            .collect();
+        if subscriptions.is_empty() {
+            tracing::info!(event_id, event_type = %event.event_type, "no matching subscription");
+            return Ok(());
+        }
+        let latest = latest_attempts(self.backend.attempts.attempts_for_event(event_id).await?);
+        let event = Arc::new(event);
+        let mut retries = Vec::new();
+        let mut work = Vec::new();
+        for subscription in subscriptions {
+            match plan(latest.get(subscription.id.as_str()), 1, redelivered) {
+                Plan::Deliver => work.push(subscription),
+                Plan::Skip => {}
+                Plan::Resend(task, delay) => retries.push((task, delay)),
+            }
+        }
+        let results: Vec<Result<Option<(Task, Duration)>, StoreError>> = stream::iter(work)
+            .map(|subscription| {
+                let event = event.clone();
+                async move { self.attempt(&event, &subscription, 1).await }
+            })
+            .buffer_unordered(self.config.fan_out_concurrency.max(1))
+            .collect()
+            .await;
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(Some(retry)) => retries.push(retry),
+                Ok(None) => {}
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        // Schedule what we can even if one pair failed to record, then report the failure so
+        // the task runs again (recorded pairs are skipped then).
+        if !retries.is_empty() {
+            self.backend.queue.send_batch(&retries).await?;
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Attempt `attempt` of one (event, subscription) pair.
+    async fn deliver_pair(
+        &self,
+        event_id: &str,
+        subscription_id: &str,
+        attempt: u32,
+        redelivered: bool,
+    ) -> Result<(), DispatchError> {
+        let Some(event) = self.backend.events.get_event(event_id).await? else {
+            tracing::warn!(event_id, "retry for an event that no longer exists");
+            return Ok(());
+        };
+        let subscription = match self
+            .backend
+            .subscriptions
+            .get_subscription(subscription_id)
+            .await?
+        {
+            Some(s) if s.enabled => s,
+            _ => {
+                tracing::info!(
+                    event_id,
+                    subscription_id,
+                    "subscription deleted or disabled; retry dropped"
+                );
+                return Ok(());
+            }
+        };
+        let prior: Vec<Attempt> = self
+            .backend
+            .attempts
+            .attempts_for_event(event_id)
+            .await?
+            .into_iter()
+            .filter(|a| a.subscription_id == subscription_id)
+            .collect();
+        let latest = prior.iter().max_by_key(|a| a.attempt);
+        let retry = match plan(latest, attempt, redelivered) {
+            Plan::Deliver => self.attempt(&event, &subscription, attempt).await?,
+            Plan::Skip => None,
+            Plan::Resend(task, delay) => Some((task, delay)),
+        };
+        if let Some((task, delay)) = retry {
+            self.backend.queue.send(&task, delay).await?;
+        }
+        Ok(())
+    }
+
+    /// Delivers once, records the attempt and returns the retry to schedule, if any.
+    async fn attempt(
+        &self,
+        event: &Event,
+        subscription: &Subscription,
+        attempt: u32,
+    ) -> Result<Option<(Task, Duration)>, StoreError> {
+        let started_at = Utc::now();
+        let response = match signed_headers(event, subscription, started_at.timestamp()) {
+            Ok(headers) => {
+                self.client
+                    .post(&subscription.url, headers, event.body.clone())
+                    .await
+            }
+            Err(_) => DeliveryResponse {
+                status: None,
+                error: Some("signing"),
+                retry_after: None,
+                excerpt: None,
+                duration: Duration::ZERO,
+            },
+        };
+
+        let gone = response.status == Some(410);
+        let (state, next) = if response.is_success() {
+            (DeliveryState::Succeeded, None)
+        } else if gone {
+            (DeliveryState::Failed, None)
+        } else {
+            let retry_after = match response.status {
+                Some(429 | 503) => response
+                    .retry_after
+                    .as_deref()
+                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
+                _ => None,
+            };
+            match self.config.retry.next_delay(attempt, retry_after) {
+                Some(delay) => (DeliveryState::Retrying, Some(delay)),
+                None => (DeliveryState::Failed, None),
+            }
+        };
+        let record = Attempt {
+            event_id: event.id.clone(),
+            subscription_id: subscription.id.clone(),
+            attempt,
+            url: subscription.url.clone(),
+            started_at,
+            duration_ms: response.duration.as_millis() as u64,
+            status_code: response.status,
+            error: response.error.map(str::to_string),
+            response_excerpt: response.excerpt.clone(),
+            state,
+            next_attempt_at: next
+                .map(|d| started_at + chrono::Duration::from_std(d).unwrap_or_default()),
+        };
+        tracing::info!(
+            event_id = %event.id,
+            subscription_id = %subscription.id,
+            attempt,
+            status = ?response.status,
+            error = ?response.error,
+            state = ?state,
+            duration_ms = record.duration_ms,
+            "delivery attempt"
+        );
+        self.backend.attempts.record_attempt(&record).await?;
+        if gone {
+            self.disable(subscription, "the endpoint answered 410 Gone")
+                .await?;
+        }
+        Ok(next.map(|delay| (retry_task(event, subscription, attempt + 1), delay)))
+    }
+
+    async fn disable(&self, subscription: &Subscription, reason: &str) -> Result<(), StoreError> {
+        // Re-read so a concurrent admin change is not overwritten with stale fields.
+        let Some(mut current) = self
+            .backend
+            .subscriptions
+            .get_subscription(&subscription.id)
+            .await?
+        else {
+            return Ok(());
+        };
+        current.enabled = false;
+        current.disabled_reason = Some(reason.to_string());
+        current.updated_at = Utc::now();
+        tracing::warn!(subscription_id = %current.id, reason, "subscription disabled");
+        self.backend
+            .subscriptions
+            .update_subscription(&current)
+            .await
+    }
+}
+
+enum Plan {
+    Deliver,
+    Skip,
+    /// The attempt was made and recorded by an earlier run that stopped before scheduling the
+    /// retry: schedule it now.
+    Resend(Task, Duration),
+}
+
+/// Decides whether attempt `attempt` of a pair should be delivered, given the pair's latest
+/// recorded attempt.
+fn plan(latest: Option<&Attempt>, attempt: u32, redelivered: bool) -> Plan {
+    let Some(latest) = latest else {
+        return Plan::Deliver;
+    };
+    if latest.succeeded() {
+        return Plan::Skip;
+    }
+    if latest.attempt < attempt {
+        return Plan::Deliver;
+    }
+    match (
+        latest.attempt == attempt,
+        redelivered,
+        latest.next_attempt_at,
+    ) {
+        (true, true, Some(next)) if latest.state == DeliveryState::Retrying => {
+            let delay = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            Plan::Resend(
+                Task::Deliver {
+                    event_id: latest.event_id.clone(),
+                    subscription_id: latest.subscription_id.clone(),
+                    attempt: attempt + 1,
+                    not_before: None,
+                },
+                delay,
+            )
+        }
+        _ => Plan::Skip,
+    }
+}
+
+fn latest_attempts(attempts: Vec<Attempt>) -> HashMap<String, Attempt> {
+    let mut latest: HashMap<String, Attempt> = HashMap::new();
+    for a in attempts {
+        match latest.get(&a.subscription_id) {
+            Some(existing) if existing.attempt >= a.attempt => {}
+            _ => {
+                latest.insert(a.subscription_id.clone(), a);
+            }
+        }
+    }
+    latest
+}
+
+fn retry_task(event: &Event, subscription: &Subscription, attempt: u32) -> Task {
+    Task::Deliver {
+        event_id: event.id.clone(),
+        subscription_id: subscription.id.clone(),
+        attempt,
+        not_before: None,
+    }
+}
+
+/// The Standard Webhooks headers plus the original content type.
+pub fn signed_headers(
+    event: &Event,
+    subscription: &Subscription,
+    timestamp: i64,
+) -> Result<HeaderMap, signing::SigningError> {
+    let signature =
+        signing::signature_header(&subscription.secret, &event.id, timestamp, &event.body)?;
+    let mut headers = HeaderMap::new();
+    let value =
+        |s: &str| HeaderValue::from_str(s).map_err(|_| signing::SigningError::MalformedSecret);
+    headers.insert("webhook-id", value(&event.id)?);
+    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    headers.insert("webhook-signature", value(&signature)?);
+    let content_type = event
+        .content_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
+    if let Ok(ct) = HeaderValue::from_str(content_type) {
+        headers.insert(http::header::CONTENT_TYPE, ct);
+    }
+    Ok(headers)
+}

@@ -1,0 +1,226 @@
+//! Domain records shared by every adapter: sources, events, subscriptions, attempts and tasks.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::verify::VerifyConfig;
+
+/// A secret value (signing key, token, password). Serialises as itself (stores need it) but never
+/// shows up in `Debug` output, so it cannot leak through `tracing` fields or panics.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+/// Prefixed, sortable, unique identifiers (`evt_01H…`, `sub_01H…`).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", ulid::Ulid::new())
+}
+
+/// A URL-safe slug: lowercase ASCII letters, digits, `-` and `_`, 1 to 64 characters,
+/// starting with a letter or digit. Used for source ids, which appear in ingest URLs.
+pub fn is_valid_slug(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+}
+
+/// A provider endpoint: where webhooks arrive (`/webhooks/{id}`) and how they are authenticated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub id: String,
+    pub verify: VerifyConfig,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One webhook as received, stored byte for byte.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub source_id: String,
+    pub event_type: String,
+    pub received_at: DateTime<Utc>,
+    pub content_type: Option<String>,
+    /// Scoped to the source: the provider's delivery id when it sends one, else a body hash.
+    pub dedup_key: String,
+    /// Request headers worth keeping for debugging and replay; credentials are stripped.
+    pub headers: BTreeMap<String, String>,
+    pub body: Bytes,
+    /// Set once the dispatch task is on the queue. Events left unset are found by the sweep.
+    pub enqueued: bool,
+}
+
+/// Where and what to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub url: String,
+    /// Source ids this subscription listens to; empty means all sources.
+    pub sources: Vec<String>,
+    /// Event type filters: exact names or `prefix.*` wildcards; empty means all types.
+    pub event_types: Vec<String>,
+    pub label: Option<String>,
+    pub secret: Secret,
+    pub enabled: bool,
+    /// Why the subscription was disabled by Hookhub itself (e.g. the endpoint answered 410).
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Subscription {
+    /// Whether this subscription wants events of `event_type` from `source_id`.
+    pub fn matches(&self, source_id: &str, event_type: &str) -> bool {
+        self.enabled
+            && (self.sources.is_empty() || self.sources.iter().any(|s| s == source_id))
+            && crate::filter::matches_any(&self.event_types, event_type)
+    }
+}
+
+/// State of one (event, subscription) delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Succeeded,
+    /// Failed; another attempt is scheduled at `next_attempt_at`.
+    Retrying,
+    /// Failed for good (retries exhausted, endpoint gone or subscription disabled). Replayable.
+    Failed,
+}
+
+/// One HTTP delivery attempt to one subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub event_id: String,
+    pub subscription_id: String,
+    /// 1-based; a replay starts a new series whose numbers continue after the last one.
+    pub attempt: u32,
+    pub url: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// HTTP status when the subscriber answered.
+    pub status_code: Option<u16>,
+    /// Error code when it did not: `timeout`, `connect`, `dns`, `blocked`, `tls`, `request`.
+    pub error: Option<String>,
+    /// First bytes of the response body (at most 4 KiB, lossy UTF-8).
+    pub response_excerpt: Option<String>,
+    pub state: DeliveryState,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl Attempt {
+    pub fn succeeded(&self) -> bool {
+        self.state == DeliveryState::Succeeded
+    }
+}
+
+/// Work items carried by the task queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// Fan a freshly received event out to every matching subscription.
+    Dispatch { event_id: String },
+    /// Attempt (again) one delivery of an event to one subscription.
+    Deliver {
+        event_id: String,
+        subscription_id: String,
+        attempt: u32,
+        /// Queues with a maximum delay (SQS: 15 min) re-send the task until this time has come.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<DateTime<Utc>>,
+    },
+}
+
+impl Task {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("tasks always serialise")
+    }
+
+    pub fn from_json(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+
+    pub fn event_id(&self) -> &str {
+        match self {
+            Task::Dispatch { event_id } | Task::Deliver { event_id, .. } => event_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("whsec_supersecret");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"whsec_supersecret\"");
+    }
+
+    #[test]
+    fn slugs() {
+        assert!(is_valid_slug("github"));
+        assert!(is_valid_slug("stripe-prod_2"));
+        assert!(!is_valid_slug(""));
+        assert!(!is_valid_slug("-x"));
+        assert!(!is_valid_slug("GitHub"));
+        assert!(!is_valid_slug("a/b"));
+        assert!(!is_valid_slug(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn ids_are_prefixed_and_sortable() {
+        let a = new_id("evt");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_id("evt");
+        assert!(a.starts_with("evt_") && a.len() == 30);
+        assert!(a < b);
+    }
+
+    #[test]
+    fn task_round_trip() {
+        let t = Task::Deliver {
+            event_id: "evt_1".into(),
+            subscription_id: "sub_1".into(),
+            attempt: 2,
+            not_before: None,
+        };
+        let json = t.to_json();
+        assert_eq!(
+            json,
+            r#"{"kind":"deliver","event_id":"evt_1","subscription_id":"sub_1","attempt":2}"#
+        );
+        assert_eq!(Task::from_json(&json).unwrap(), t);
+        assert!(Task::from_json("{\"kind\":\"nope\"}").is_err());
+    }
+}

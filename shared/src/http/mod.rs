@@ -1,0 +1,204 @@
+//! HTTP routes: one `axum::Router` served by the Lambda functions (through `lambda_http`) and
+//! by the local dev server alike.
+//!
+//! Every error is JSON: `{"error": {"code": "…", "message": "…"}}`.
+
+mod admin;
+mod error;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use http_body_util::LengthLimitError;
+use sha2::{Digest, Sha256};
+
+use crate::admin::Admin;
+use crate::ingest::{IncomingWebhook, IngestError, IngestOutcome, Ingestor};
+use crate::ports::Backend;
+use crate::verify::constant_time_eq;
+
+pub use error::ApiError;
+
+/// What the routes need. Built once per process (Lambda init or server start).
+#[derive(Clone)]
+pub struct AppState {
+    pub ingestor: Ingestor,
+    pub admin: Admin,
+    admin_key_hash: Option<[u8; 32]>,
+}
+
+impl AppState {
+    /// `admin_key`: the bearer token of the admin API; `None` refuses every admin request.
+    pub fn new(backend: Backend, ingestor: Ingestor, admin_key: Option<&str>) -> Self {
+        Self {
+            ingestor,
+            admin: Admin::new(backend),
+            admin_key_hash: admin_key.map(|k| Sha256::digest(k.as_bytes()).into()),
+        }
+    }
+
+    /// Like `new`, with the admin key given as the hex SHA-256 of the key, so deployments
+    /// need not hold the key itself. Returns `None` when the hex is not 32 bytes.
+    pub fn with_admin_key_sha256(backend: Backend, ingestor: Ingestor, hex_hash: &str) -> Option<Self> {
+        let bytes = hex::decode(hex_hash.trim()).ok()?;
+        let hash: [u8; 32] = bytes.try_into().ok()?;
+        Some(Self {
+            ingestor,
+            admin: Admin::new(backend),
+            admin_key_hash: Some(hash),
+        })
+    }
+
+    /// Compares hashes so the comparison is constant-time and independent of key length.
+    fn admin_key_matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.admin_key_hash
+            .is_some_and(|expected| constant_time_eq(&expected, &presented))
+    }
+}
+
+/// Receiver and admin routes together (the dev server).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(receiver_routes())
+        .merge(admin::routes(state.clone()))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Only the webhook ingest routes (the receiver function).
+pub fn receiver_router(state: AppState) -> Router {
+    receiver_routes().fallback(not_found).with_state(state)
+}
+
+/// Only the admin routes (the admin function).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .merge(admin::routes(state.clone()))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn receiver_routes() -> Router<AppState> {
+    Router::new().route("/webhooks/{source}", any(receive_webhook))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn receive_webhook(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    request: Request,
+) -> Response {
+    let limit = state.ingestor.config().max_body_bytes;
+    let (parts, body) = request.into_parts();
+    let declared_too_large = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|len| len > limit);
+    if declared_too_large {
+        return IngestError::PayloadTooLarge { limit }.into_response_json();
+    }
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(e) if is_length_limit(&e) => {
+            return IngestError::PayloadTooLarge { limit }.into_response_json()
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                "the request body could not be read",
+            )
+            .into_response()
+        }
+    };
+    let incoming = IncomingWebhook {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body,
+    };
+    match state.ingestor.handle(&source, incoming).await {
+        Ok(IngestOutcome::Accepted {
+            event_id,
+            duplicate,
+        }) => Json(serde_json::json!({"id": event_id, "duplicate": duplicate})).into_response(),
+        Ok(IngestOutcome::Handshake(answer)) => {
+            let mut response = Response::new(Body::from(answer.body));
+            *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+            let headers = response.headers_mut();
+            if let Ok(ct) = HeaderValue::from_str(&answer.content_type) {
+                headers.insert(header::CONTENT_TYPE, ct);
+            }
+            for (name, value) in answer.headers {
+                if let (Ok(name), Ok(value)) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    headers.insert(name, value);
+                }
+            }
+            response
+        }
+        Err(e) => e.into_response_json(),
+    }
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+impl IngestError {
+    fn into_response_json(self) -> Response {
+        let (status, code) = match &self {
+            IngestError::UnknownSource(_) => (StatusCode::NOT_FOUND, "source_not_found"),
+            IngestError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            IngestError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            IngestError::Verification(v) => (
+                StatusCode::from_u16(v.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
+                v.code(),
+            ),
+            IngestError::Unavailable(e) => {
+                tracing::error!(error = %e, "ingest failed; answering 503 so the provider retries");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+        };
+        let mut response = ApiError::new(status, code, self.to_string()).into_response();
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

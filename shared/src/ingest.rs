@@ -1,0 +1,294 @@
+//! The receiver service: authenticate a provider's request, answer handshakes, deduplicate,
+//! store the event and enqueue its dispatch task.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderMap, Method};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{new_id, Event, Task};
+use crate::ports::{Backend, InsertOutcome, StoreError};
+use crate::verify::{HandshakeResponse, InboundRequest, VerifyError};
+
+/// Receiver settings.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// Largest accepted body; larger requests get 413.
+    pub max_body_bytes: usize,
+    /// A second request with the same dedup key within this window is not stored again.
+    pub dedup_window: Duration,
+    /// Public base URL of the deployment (e.g. `https://hooks.example.com`), for schemes that
+    /// sign the full URL.
+    pub public_url: Option<String>,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            dedup_window: Duration::from_secs(24 * 3600),
+            public_url: None,
+        }
+    }
+}
+
+/// A webhook request as it reached the edge.
+#[derive(Debug, Clone)]
+pub struct IncomingWebhook {
+    pub method: Method,
+    /// Path as called, e.g. `/webhooks/github`.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    /// Stored and enqueued (or a duplicate of an event that is).
+    Accepted { event_id: String, duplicate: bool },
+    /// A provider handshake, answered without storing anything.
+    Handshake(HandshakeResponse),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no source named {0:?}")]
+    UnknownSource(String),
+    #[error("webhooks must be sent with POST")]
+    MethodNotAllowed,
+    #[error("the body is larger than the {limit} byte limit")]
+    PayloadTooLarge { limit: usize },
+    #[error(transparent)]
+    Verification(#[from] VerifyError),
+    #[error("the event could not be stored or enqueued")]
+    Unavailable(#[source] StoreError),
+}
+
+/// Headers never kept with a stored event, whatever the scheme.
+const ALWAYS_STRIPPED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+#[derive(Clone)]
+pub struct Ingestor {
+    backend: Backend,
+    config: ReceiverConfig,
+}
+
+impl Ingestor {
+    pub fn new(backend: Backend, config: ReceiverConfig) -> Self {
+        Self { backend, config }
+    }
+
+    pub fn config(&self) -> &ReceiverConfig {
+        &self.config
+    }
+
+    pub async fn handle(
+        &self,
+        source_id: &str,
+        request: IncomingWebhook,
+    ) -> Result<IngestOutcome, IngestError> {
+        let source = self
+            .backend
+            .sources
+            .get_source(source_id)
+            .await
+            .map_err(IngestError::Unavailable)?
+            .ok_or_else(|| IngestError::UnknownSource(source_id.to_string()))?;
+
+        let public_url = self.config.public_url.as_deref().map(|base| {
+            let base = base.trim_end_matches('/');
+            match &request.query {
+                Some(q) => format!("{base}{}?{q}", request.path),
+                None => format!("{base}{}", request.path),
+            }
+        });
+        let inbound = InboundRequest {
+            method: &request.method,
+            headers: &request.headers,
+            query: request.query.as_deref(),
+            body: &request.body,
+            public_url: public_url.as_deref(),
+            now: Utc::now(),
+        };
+
+        if request.method == Method::GET {
+            return match source.verify.get_handshake(&inbound) {
+                Some(answer) => Ok(IngestOutcome::Handshake(answer?)),
+                None => Err(IngestError::MethodNotAllowed),
+            };
+        }
+        if request.method != Method::POST {
+            return Err(IngestError::MethodNotAllowed);
+        }
+        // The HTTP edge enforces the limit while reading; Lambda hands over whole bodies.
+        if request.body.len() > self.config.max_body_bytes {
+            return Err(IngestError::PayloadTooLarge {
+                limit: self.config.max_body_bytes,
+            });
+        }
+
+        source.verify.verify(&inbound)?;
+        let json = parse_json_body(&request.body);
+        if let Some(answer) = source.verify.post_handshake(&inbound, json.as_ref()) {
+            return Ok(IngestOutcome::Handshake(answer));
+        }
+        let meta = source.verify.describe(&inbound, json.as_ref());
+        let event_type = meta
+            .event_type
+            .or_else(|| json_type(json.as_ref()))
+            .or_else(|| header_str(&request.headers, "x-event-type"))
+            .unwrap_or_else(|| "unknown".to_string());
+        let dedup_key = match meta.delivery_id {
+            Some(id) => format!("id:{id}"),
+            None => format!("sha256:{}", hex::encode(Sha256::digest(&request.body))),
+        };
+
+        let mut stripped: Vec<String> = source.verify.credential_headers();
+        stripped.extend(ALWAYS_STRIPPED.iter().map(|h| h.to_string()));
+        let event = Event {
+            id: new_id("evt"),
+            source_id: source.id.clone(),
+            event_type,
+            received_at: inbound.now,
+            content_type: header_str(&request.headers, "content-type"),
+            dedup_key,
+            headers: keep_headers(&request.headers, &stripped),
+            body: request.body.clone(),
+            enqueued: false,
+        };
+
+        // Storing and enqueueing run on their own task: if the provider disconnects, the
+        // request future is dropped, but this work still finishes, so no event is left stored
+        // and not enqueued (the sweep covers crashes).
+        let backend = self.backend.clone();
+        let window = self.config.dedup_window;
+        let stored = tokio::spawn(async move { store_and_enqueue(&backend, event, window).await })
+            .await
+            .map_err(|e| IngestError::Unavailable(StoreError::Unavailable(e.to_string())))?
+            .map_err(IngestError::Unavailable)?;
+        Ok(IngestOutcome::Accepted {
+            event_id: stored.0,
+            duplicate: stored.1,
+        })
+    }
+}
+
+/// Inserts the event (deduplicated) and makes sure its dispatch task is on the queue.
+/// Returns the id of the stored event (the original one for a duplicate) and whether it was a
+/// duplicate. A duplicate whose original never got enqueued (an earlier failure) is enqueued now,
+/// which is how a provider's retry after a 503 completes the work.
+pub async fn store_and_enqueue(
+    backend: &Backend,
+    event: Event,
+    dedup_window: Duration,
+) -> Result<(String, bool), StoreError> {
+    match backend.events.insert_event(&event, dedup_window).await? {
+        InsertOutcome::Inserted => {
+            enqueue_dispatch(backend, &event.id).await?;
+            Ok((event.id, false))
+        }
+        InsertOutcome::Duplicate(original) => {
+            if !original.enqueued {
+                enqueue_dispatch(backend, &original.id).await?;
+            }
+            Ok((original.id, true))
+        }
+    }
+}
+
+async fn enqueue_dispatch(backend: &Backend, event_id: &str) -> Result<(), StoreError> {
+    let task = Task::Dispatch {
+        event_id: event_id.to_string(),
+    };
+    backend.queue.send(&task, Duration::ZERO).await?;
+    backend.events.mark_enqueued(event_id).await
+}
+
+/// Enqueues events that were stored but never confirmed enqueued (process crash between the two
+/// steps) and are older than `grace`, so in-flight requests are left alone. Returns how many.
+pub async fn sweep_unenqueued(backend: &Backend, grace: Duration) -> Result<usize, StoreError> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+    let stragglers = backend.events.list_unenqueued(cutoff, 100).await?;
+    for event in &stragglers {
+        tracing::warn!(event_id = %event.id, "enqueueing an event left unenqueued");
+        enqueue_dispatch(backend, &event.id).await?;
+    }
+    Ok(stragglers.len())
+}
+
+/// The body as JSON when it is JSON; events are typed from it.
+fn parse_json_body(body: &[u8]) -> Option<serde_json::Value> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' && *first != b'[' {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+fn json_type(json: Option<&serde_json::Value>) -> Option<String> {
+    json?
+        .get("type")?
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Headers kept with the event: lowercase names, repeated values joined with `, `, values that
+/// are not visible ASCII skipped, credentials removed.
+fn keep_headers(headers: &HeaderMap, stripped: &[String]) -> BTreeMap<String, String> {
+    let mut kept: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if stripped.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let Ok(value) = value.to_str() else { continue };
+        kept.entry(name.to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_string());
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_not_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer x".parse().unwrap());
+        h.insert("verification-signature", "tok".parse().unwrap());
+        h.append("x-multi", "a".parse().unwrap());
+        h.append("x-multi", "b".parse().unwrap());
+        let kept = keep_headers(
+            &h,
+            &["Verification-Signature".to_string(), "authorization".into()],
+        );
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept["x-multi"], "a, b");
+    }
+
+    #[test]
+    fn json_type_only_takes_non_empty_strings() {
+        let v: serde_json::Value = serde_json::json!({"type": "a.b"});
+        assert_eq!(json_type(Some(&v)).as_deref(), Some("a.b"));
+        assert_eq!(json_type(Some(&serde_json::json!({"type": 3}))), None);
+        assert_eq!(json_type(Some(&serde_json::json!({"type": ""}))), None);
+        assert_eq!(json_type(None), None);
+    }
+}

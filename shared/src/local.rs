@@ -1,0 +1,103 @@
+//! The local server: the same router as the Lambda functions, plus a worker polling the queue,
+//! in one process. Used by `hookhub dev` (SQLite or AWS backend) and by end-to-end tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::delivery::{DeliveryClient, DeliveryOptions};
+use crate::dispatch::{Dispatcher, DispatcherConfig};
+use crate::http::{router, AppState};
+use crate::ingest::{Ingestor, ReceiverConfig};
+use crate::ports::Backend;
+use crate::worker::{Worker, WorkerOptions};
+
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub listen: SocketAddr,
+    pub admin_key: String,
+    pub receiver: ReceiverConfig,
+    pub dispatcher: DispatcherConfig,
+    pub worker: WorkerOptions,
+    pub delivery: DeliveryOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// A running server; dropping it without `shutdown` leaves its tasks running.
+pub struct LocalServer {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<()>,
+    worker: JoinHandle<()>,
+}
+
+impl LocalServer {
+    /// Binds, then serves and dispatches in background tasks. `wake` lets the worker start as
+    /// soon as a task is sent (SQLite) instead of on its next poll.
+    pub async fn start(
+        backend: Backend,
+        wake: Option<Arc<Notify>>,
+        config: LocalConfig,
+    ) -> Result<Self, LocalError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| LocalError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| LocalError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let client = DeliveryClient::new(&config.delivery)?;
+        let ingestor = Ingestor::new(backend.clone(), config.receiver.clone());
+        let state = AppState::new(backend.clone(), ingestor, Some(&config.admin_key));
+        let dispatcher = Dispatcher::new(backend, client, config.dispatcher.clone());
+        let mut worker = Worker::new(dispatcher, config.worker.clone());
+        if let Some(wake) = wake {
+            worker = worker.with_wake(wake);
+        }
+
+        let (shutdown, signal) = watch::channel(false);
+        let mut http_signal = signal.clone();
+        let app = router(state);
+        let http = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_signal.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        let worker = tokio::spawn(worker.run(signal));
+        Ok(Self {
+            addr,
+            shutdown,
+            http,
+            worker,
+        })
+    }
+
+    /// Stops accepting requests, lets requests and deliveries in flight finish, then returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.http.await;
+        let _ = self.worker.await;
+    }
+}

@@ -1,0 +1,159 @@
+//! Ports: the small storage and queue traits the pipeline is written against.
+//!
+//! Each has an embedded adapter (SQLite) and an AWS adapter (DynamoDB, SQS); both must pass the
+//! contract suite in [`crate::contract`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Attempt, Event, Source, Subscription, Task};
+
+/// Failures of a store or queue. `Unavailable` is transient (the caller retries or answers 503);
+/// the others are definite answers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait SourceStore: Send + Sync {
+    /// Creates a source; `Conflict` when the id is taken.
+    async fn create_source(&self, source: &Source) -> StoreResult<()>;
+    /// Replaces an existing source; `NotFound` when there is none.
+    async fn update_source(&self, source: &Source) -> StoreResult<()>;
+    async fn get_source(&self, id: &str) -> StoreResult<Option<Source>>;
+    /// All sources, ordered by id.
+    async fn list_sources(&self) -> StoreResult<Vec<Source>>;
+    /// Returns whether a source was deleted.
+    async fn delete_source(&self, id: &str) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    /// Creates a subscription; `Conflict` when the id is taken.
+    async fn create_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
+    /// Replaces an existing subscription; `NotFound` when there is none.
+    async fn update_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
+    async fn get_subscription(&self, id: &str) -> StoreResult<Option<Subscription>>;
+    /// All subscriptions, ordered by id (creation order, ids being ULIDs).
+    async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>>;
+    async fn delete_subscription(&self, id: &str) -> StoreResult<bool>;
+}
+
+/// Result of a conditional event insert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// An event with the same (source, dedup key) was received within the dedup window.
+    Duplicate(Box<Event>),
+}
+
+/// Filter and page for listing events, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventQuery {
+    pub source_id: Option<String>,
+    /// Only events whose id sorts strictly before this one (the previous page's last id).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores the event unless one with the same source and dedup key was stored less than
+    /// `dedup_window` before `event.received_at`; in that case returns the original untouched.
+    async fn insert_event(
+        &self,
+        event: &Event,
+        dedup_window: Duration,
+    ) -> StoreResult<InsertOutcome>;
+    async fn get_event(&self, id: &str) -> StoreResult<Option<Event>>;
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
+    /// Records that the event's dispatch task is on the queue.
+    async fn mark_enqueued(&self, id: &str) -> StoreResult<()>;
+    /// Events received at or before `received_before` whose dispatch task was never confirmed
+    /// enqueued (a crash or cancelled request between store and enqueue), oldest first.
+    async fn list_unenqueued(
+        &self,
+        received_before: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>>;
+}
+
+#[async_trait]
+pub trait AttemptLog: Send + Sync {
+    async fn record_attempt(&self, attempt: &Attempt) -> StoreResult<()>;
+    /// All attempts for an event, ordered by (subscription id, attempt number).
+    async fn attempts_for_event(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
+    /// The latest attempts for a subscription, newest first.
+    async fn attempts_for_subscription(
+        &self,
+        subscription_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Attempt>>;
+}
+
+/// A message taken from the queue; invisible to other consumers until acked or until its
+/// visibility timeout expires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedTask {
+    /// The raw message body: parsing is the consumer's job so a malformed message can be
+    /// dead-lettered on its own.
+    pub body: String,
+    /// Opaque handle for `ack`, `dead_letter` and `release`.
+    pub receipt: String,
+    /// How many times this message has been received, this time included.
+    pub receive_count: u32,
+}
+
+#[async_trait]
+pub trait TaskQueue: Send + Sync {
+    /// Enqueues a task, invisible for `delay`. Adapters honour delays longer than their own
+    /// maximum (e.g. by carrying a not-before time and re-sending).
+    async fn send(&self, task: &Task, delay: Duration) -> StoreResult<()>;
+    /// Enqueues several tasks at once (fan-out retries).
+    async fn send_batch(&self, tasks: &[(Task, Duration)]) -> StoreResult<()>;
+    /// Takes up to `max` visible messages, hiding each for `visibility`.
+    async fn receive(&self, max: usize, visibility: Duration) -> StoreResult<Vec<ReceivedTask>>;
+    /// Deletes a processed message.
+    async fn ack(&self, receipt: &str) -> StoreResult<()>;
+    /// Moves a message that can never be processed (malformed) to the dead-letter queue.
+    async fn dead_letter(&self, message: &ReceivedTask, reason: &str) -> StoreResult<()>;
+}
+
+/// The set of adapters a process runs on.
+#[derive(Clone)]
+pub struct Backend {
+    pub sources: Arc<dyn SourceStore>,
+    pub subscriptions: Arc<dyn SubscriptionStore>,
+    pub events: Arc<dyn EventStore>,
+    pub attempts: Arc<dyn AttemptLog>,
+    pub queue: Arc<dyn TaskQueue>,
+}
+
+impl Backend {
+    /// One adapter value implementing every port (the SQLite database, for example).
+    pub fn from_single<T>(adapter: Arc<T>) -> Self
+    where
+        T: SourceStore + SubscriptionStore + EventStore + AttemptLog + TaskQueue + 'static,
+    {
+        Self {
+            sources: adapter.clone(),
+            subscriptions: adapter.clone(),
+            events: adapter.clone(),
+            attempts: adapter.clone(),
+            queue: adapter,
+        }
+    }
+}

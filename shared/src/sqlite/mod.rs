@@ -1,0 +1,291 @@
+//! The embedded adapter: every port on one SQLite database file.
+//!
+//! Used by the local dev server and the CLI. One connection behind a mutex serialises all work
+//! (SQLite allows a single writer anyway); every call runs on tokio's blocking pool so async
+//! workers are never stalled by disk I/O. WAL with `synchronous=FULL` means a committed insert is
+//! on disk before the receiver answers 2xx to the provider.
+
+mod queue;
+mod stores;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::ports::{Backend, StoreError, StoreResult};
+
+pub use queue::DeadLetter;
+
+/// How long a statement waits for another process (the CLI, say) to release the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default receive count after which a message is dead-lettered instead of handed out again.
+pub const DEFAULT_MAX_RECEIVES: u32 = 10;
+
+/// Page size used when a listing asks for `limit: 0`, and the largest page served.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+/// Schema migrations; entry `i` takes `PRAGMA user_version` from `i` to `i + 1`. Append only.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE sources (
+    id   TEXT PRIMARY KEY NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE subscriptions (
+    id   TEXT PRIMARY KEY NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE events (
+    id           TEXT PRIMARY KEY NOT NULL,
+    source_id    TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    content_type TEXT,
+    dedup_key    TEXT NOT NULL,
+    headers      TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    enqueued     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX events_by_source ON events (source_id, id);
+CREATE INDEX events_unenqueued ON events (received_at, id) WHERE enqueued = 0;
+CREATE TABLE event_dedup (
+    source_id   TEXT NOT NULL,
+    dedup_key   TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (source_id, dedup_key)
+) WITHOUT ROWID;
+CREATE TABLE attempts (
+    event_id        TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    attempt         INTEGER NOT NULL,
+    started_at      TEXT NOT NULL,
+    data            TEXT NOT NULL,
+    PRIMARY KEY (event_id, subscription_id, attempt)
+) WITHOUT ROWID;
+CREATE INDEX attempts_by_subscription ON attempts (subscription_id, started_at, attempt);
+CREATE TABLE queue (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    body          TEXT NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receipt       TEXT,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    enqueued_at   INTEGER NOT NULL
+);
+CREATE INDEX queue_by_visibility ON queue (visible_at, id);
+CREATE UNIQUE INDEX queue_by_receipt ON queue (receipt) WHERE receipt IS NOT NULL;
+CREATE TABLE dead_letters (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    body             TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    receive_count    INTEGER NOT NULL,
+    enqueued_at      INTEGER NOT NULL,
+    dead_lettered_at INTEGER NOT NULL
+);
+"#];
+
+/// Every port on one SQLite database. Cheap to clone: clones share the connection, the notifier
+/// and the settings, so a process can keep one for [`Self::notifier`] and
+/// [`Self::release_inflight`] after handing another to [`Self::into_backend`].
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    conn: Arc<Mutex<Connection>>,
+    notify: Arc<Notify>,
+    max_receives: u32,
+}
+
+impl SqliteBackend {
+    /// Opens (creating it and its directory if needed) the database at `path` and brings its
+    /// schema up to date.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(db_err)?;
+        Self::init(conn, true)
+    }
+
+    /// A private database that lives as long as this value (tests, throwaway runs).
+    pub fn open_in_memory() -> StoreResult<Self> {
+        Self::init(Connection::open_in_memory().map_err(db_err)?, false)
+    }
+
+    fn init(mut conn: Connection, on_disk: bool) -> StoreResult<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        if on_disk {
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .map_err(db_err)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                // Still durable with synchronous=FULL, only slower and less concurrent.
+                tracing::warn!(mode, "sqlite refused WAL mode");
+            }
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            notify: Arc::new(Notify::new()),
+            max_receives: DEFAULT_MAX_RECEIVES,
+        })
+    }
+
+    /// Messages received this many times are dead-lettered on their next receive instead of being
+    /// handed out again (SQS redrive policy). At least 1.
+    pub fn with_max_receives(mut self, max_receives: u32) -> Self {
+        self.max_receives = max_receives.max(1);
+        self
+    }
+
+    pub fn max_receives(&self) -> u32 {
+        self.max_receives
+    }
+
+    /// All five ports served by this database.
+    pub fn into_backend(self) -> Backend {
+        Backend::from_single(Arc::new(self))
+    }
+
+    /// Notified after every committed send, send_batch and release_inflight, so a worker can
+    /// sleep until there is work. A notification sent while nobody waits is kept for the next
+    /// waiter, so a check-then-wait loop never misses one.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    fn wake(&self) {
+        // Wake every current waiter, and leave a permit for the first one to come next.
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic mid-call rolled its transaction back when it unwound, so the connection is
+            // still consistent: keep serving rather than failing forever.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    // IMMEDIATE: two processes opening a new file at once must not both run the migrations.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db_err)?;
+    let applied = usize::try_from(version)
+        .ok()
+        .filter(|v| *v <= MIGRATIONS.len())
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "database schema version {version} is not one this build knows (0..={})",
+                MIGRATIONS.len()
+            ))
+        })?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(sql).map_err(db_err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)
+}
+
+/// Maps a SQLite failure: damaged files and undecodable values are `Corrupt`; everything else
+/// (busy, locked, I/O, disk full, read-only…) is treated as transient `Unavailable`.
+fn db_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    match &e {
+        E::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
+        {
+            StoreError::Corrupt(e.to_string())
+        }
+        E::FromSqlConversionFailure(..)
+        | E::IntegralValueOutOfRange(..)
+        | E::InvalidColumnType(..) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// Like [`db_err`], but a constraint violation (a taken primary key) is a `Conflict` on `what`.
+fn insert_err(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+        StoreError::Conflict(what())
+    } else {
+        db_err(e)
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(json: &str, what: &str) -> StoreResult<T> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Timestamps are stored as RFC 3339 with nine fraction digits: exact, readable, and sortable as
+/// text (for years 0 to 9999).
+fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn parse_ts(s: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("bad timestamp {s:?}: {e}")))
+}
+
+/// The start of the dedup window ending at `at`; `None` when it reaches before the epoch of
+/// representable time (an effectively infinite window).
+fn window_start(at: DateTime<Utc>, window: Duration) -> Option<DateTime<Utc>> {
+    TimeDelta::from_std(window)
+        .ok()
+        .and_then(|w| at.checked_sub_signed(w))
+}
+
+fn page_limit(limit: usize) -> i64 {
+    let limit = if limit == 0 {
+        DEFAULT_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    };
+    limit as i64
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn from_ms(ms: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {ms} ms")))
+}

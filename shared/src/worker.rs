@@ -1,0 +1,161 @@
+//! A queue-polling worker for processes that consume the queue themselves (`hookhub dev`, on
+//! SQLite or on SQS). In Lambda the event source mapping does the polling instead and the
+//! dispatcher function calls [`Dispatcher::process`] per record.
+//!
+//! Messages are processed concurrently up to `max_in_flight`; a slow subscriber holds one slot,
+//! not the whole batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::dispatch::{Dispatcher, TaskOutcome};
+use crate::ingest::sweep_unenqueued;
+use crate::ports::ReceivedTask;
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub max_in_flight: usize,
+    /// How long a received message stays hidden; must exceed the longest processing time.
+    pub visibility_timeout: Duration,
+    /// Poll interval when the queue is empty and no wake-up notifier is available.
+    pub idle_poll: Duration,
+    /// How often to look for stored-but-unenqueued events, and how old they must be.
+    pub sweep_every: Duration,
+    pub sweep_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 64,
+            visibility_timeout: Duration::from_secs(120),
+            idle_poll: Duration::from_millis(500),
+            sweep_every: Duration::from_secs(30),
+            sweep_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Worker {
+    dispatcher: Dispatcher,
+    options: WorkerOptions,
+    wake: Option<Arc<Notify>>,
+}
+
+impl Worker {
+    pub fn new(dispatcher: Dispatcher, options: WorkerOptions) -> Self {
+        Self {
+            dispatcher,
+            options,
+            wake: None,
+        }
+    }
+
+    /// A notifier signalled when tasks are sent, so an idle worker starts at once.
+    pub fn with_wake(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = Some(wake);
+        self
+    }
+
+    /// Runs until `shutdown` turns true, then waits for messages in flight to finish.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.options.max_in_flight.max(1)));
+        let mut in_flight = JoinSet::new();
+        let mut next_sweep = tokio::time::Instant::now();
+        while !*shutdown.borrow() {
+            if tokio::time::Instant::now() >= next_sweep {
+                next_sweep = tokio::time::Instant::now() + self.options.sweep_every;
+                let backend = self.dispatcher.backend();
+                if let Err(e) = sweep_unenqueued(backend, self.options.sweep_grace).await {
+                    tracing::warn!(error = %e, "sweep for unenqueued events failed");
+                }
+            }
+            // Reap finished tasks so the set does not grow without bound.
+            while in_flight.try_join_next().is_some() {}
+
+            let free = slots.available_permits().min(10);
+            if free == 0 {
+                tokio::select! {
+                    _ = in_flight.join_next() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let messages = match self
+                .dispatcher
+                .backend()
+                .queue
+                .receive(free, self.options.visibility_timeout)
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving from the queue failed");
+                    self.idle(&mut shutdown, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                self.idle(&mut shutdown, self.options.idle_poll).await;
+                continue;
+            }
+            for message in messages {
+                let permit = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
+                let dispatcher = self.dispatcher.clone();
+                in_flight.spawn(async move {
+                    handle_message(&dispatcher, message).await;
+                    drop(permit);
+                });
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    async fn idle(&self, shutdown: &mut watch::Receiver<bool>, poll: Duration) {
+        match &self.wake {
+            Some(wake) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    // Delayed tasks become visible without any send: poll now and then anyway.
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Processes one message and settles it: ack when done, dead-letter when malformed, leave it
+/// on the queue (visible again after its timeout) on infrastructure errors.
+pub async fn handle_message(dispatcher: &Dispatcher, message: ReceivedTask) {
+    let queue = &dispatcher.backend().queue;
+    match dispatcher.process(&message).await {
+        Ok(TaskOutcome::Done) => {
+            if let Err(e) = queue.ack(&message.receipt).await {
+                tracing::warn!(error = %e, "ack failed; the task will run again");
+            }
+        }
+        Ok(TaskOutcome::Malformed(reason)) => {
+            tracing::error!(reason, "malformed task moved to the dead-letter queue");
+            if let Err(e) = queue.dead_letter(&message, &reason).await {
+                tracing::warn!(error = %e, "dead-lettering failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, receive_count = message.receive_count, "task failed; it will be retried");
+        }
+    }
+}

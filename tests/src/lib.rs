@@ -1,0 +1,323 @@
+//! Test harness: real HTTP subscriber sinks on 127.0.0.1, a dev server that can be crashed and
+//! restarted on the same data dir, and a small admin API client.
+
+pub mod moto;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use hookhub::delivery::DeliveryOptions;
+use hookhub::dispatch::DispatcherConfig;
+use hookhub::ingest::ReceiverConfig;
+use hookhub::local::{LocalConfig, LocalServer};
+use hookhub::ports::Backend;
+use hookhub::retry::RetryPolicy;
+use hookhub::sqlite::SqliteBackend;
+use hookhub::worker::WorkerOptions;
+use serde_json::Value;
+
+pub mod faults;
+
+pub const ADMIN_KEY: &str = "hh_test_admin_key";
+
+/// One request a sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// Checks the Standard Webhooks signature with the subscription's secret, as a subscriber
+    /// would.
+    pub fn signature_valid(&self, secret: &str) -> bool {
+        let key = hookhub::signing::decode_secret(secret).expect("whsec secret");
+        let ts: i64 = self.header("webhook-timestamp").parse().expect("timestamp");
+        hookhub::signing::signature_matches(
+            &key,
+            self.header("webhook-id"),
+            ts,
+            &self.body,
+            self.header("webhook-signature"),
+        )
+    }
+}
+
+#[derive(Default)]
+struct SinkState {
+    received: Vec<Received>,
+    /// Statuses to answer, in order; 200 once empty.
+    script: VecDeque<(u16, Vec<(String, String)>)>,
+    delay: Duration,
+}
+
+/// A subscriber endpoint: a real HTTP server recording every request.
+#[derive(Clone)]
+pub struct Sink {
+    pub url: String,
+    state: Arc<Mutex<SinkState>>,
+}
+
+impl Sink {
+    pub async fn start() -> Sink {
+        let state = Arc::new(Mutex::new(SinkState::default()));
+        let shared = state.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let shared = shared.clone();
+            async move {
+                let (delay, answer) = {
+                    let mut s = shared.lock().unwrap();
+                    s.received.push(Received { headers, body });
+                    (s.delay, s.script.pop_front())
+                };
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let (status, headers) = answer.unwrap_or((200, Vec::new()));
+                let mut response = (StatusCode::from_u16(status).unwrap(), "ok").into_response();
+                for (k, v) in headers {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::HeaderName::try_from(k).unwrap(), v.parse().unwrap());
+                }
+                response
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Sink {
+            url: format!("http://{addr}/hook"),
+            state,
+        }
+    }
+
+    /// Answers these statuses to the next requests, then 200.
+    pub fn script(&self, statuses: &[u16]) {
+        let mut s = self.state.lock().unwrap();
+        s.script
+            .extend(statuses.iter().map(|status| (*status, Vec::new())));
+    }
+
+    pub fn script_with_headers(&self, status: u16, headers: &[(&str, &str)]) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.state.lock().unwrap().script.push_back((status, headers));
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Requests answered 2xx so far are not tracked separately: scripts make that explicit.
+    pub fn count(&self) -> usize {
+        self.state.lock().unwrap().received.len()
+    }
+
+    /// Waits until at least `n` requests arrived (or panics after `timeout`).
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        wait_until(timeout, || self.count() >= n)
+            .await
+            .unwrap_or_else(|_| panic!("sink got {} requests, expected {n}", self.count()));
+        self.received()
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> Result<(), ()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if check() {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// A dev server (SQLite) running on its own runtime, so a test can kill it abruptly — every
+/// task dropped mid-flight, as in a crash — and start another on the same data dir.
+pub struct DevServer {
+    pub base: String,
+    pub addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+#[derive(Clone)]
+pub struct DevOptions {
+    pub retry_schedule: Vec<Duration>,
+    pub max_body_bytes: usize,
+    pub visibility_timeout: Duration,
+    /// How old an unenqueued event must be before the sweep enqueues it.
+    pub sweep_grace: Duration,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        Self {
+            // Compressed schedule: the retry path runs in well under a second.
+            retry_schedule: vec![Duration::from_millis(200); 3],
+            max_body_bytes: 256 * 1024,
+            visibility_timeout: Duration::from_secs(30),
+            sweep_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+impl DevServer {
+    pub async fn start(data_dir: &Path, options: DevOptions) -> DevServer {
+        Self::start_wrapped(data_dir, options, |backend| backend).await
+    }
+
+    /// Starts with the backend passed through `wrap` first (fault injection).
+    pub async fn start_wrapped(
+        data_dir: &Path,
+        options: DevOptions,
+        wrap: impl FnOnce(Backend) -> Backend + Send + 'static,
+    ) -> DevServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let db = data_dir.join("hookhub.db");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        runtime.spawn(async move {
+            let sqlite = SqliteBackend::open(&db).expect("open sqlite");
+            sqlite.release_inflight().await.expect("release in-flight tasks");
+            let wake = sqlite.notifier();
+            let mut retry = RetryPolicy::with_schedule(options.retry_schedule);
+            retry.jitter = 0.0;
+            let config = LocalConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                admin_key: ADMIN_KEY.to_string(),
+                receiver: ReceiverConfig {
+                    max_body_bytes: options.max_body_bytes,
+                    ..ReceiverConfig::default()
+                },
+                dispatcher: DispatcherConfig {
+                    retry,
+                    ..DispatcherConfig::default()
+                },
+                worker: WorkerOptions {
+                    visibility_timeout: options.visibility_timeout,
+                    idle_poll: Duration::from_millis(50),
+                    sweep_every: Duration::from_millis(500),
+                    sweep_grace: options.sweep_grace,
+                    ..WorkerOptions::default()
+                },
+                delivery: DeliveryOptions {
+                    allow_private_targets: true,
+                    ..DeliveryOptions::default()
+                },
+            };
+            let server = LocalServer::start(wrap(sqlite.into_backend()), Some(wake), config)
+                .await
+                .expect("start dev server");
+            let _ = tx.send(server.addr);
+            // Keep the handle alive for the runtime's lifetime.
+            std::future::pending::<()>().await;
+            drop(server);
+        });
+        let addr = rx.await.expect("dev server started");
+        DevServer {
+            base: format!("http://{addr}"),
+            addr,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Kills everything at once: no graceful shutdown, requests and deliveries cut mid-flight.
+    pub fn crash(mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin {
+            base: self.base.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn ingest_url(&self, source: &str) -> String {
+        format!("{}/webhooks/{source}", self.base)
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A minimal admin API client.
+#[derive(Clone)]
+pub struct Admin {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Admin {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, value) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {value}");
+        value
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, value) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {value}");
+        value
+    }
+}
+
+/// A temp dir kept for the whole test.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+pub fn path_of(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().to_path_buf()
+}
