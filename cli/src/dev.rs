@@ -87,7 +87,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             // processing when it stopped are picked up again at once, not after their timeout.
             sqlite.release_inflight().await?;
             let wake = sqlite.notifier();
-            (sqlite.into_backend(), Some(wake), db_path.display().to_string())
+            (
+                sqlite.into_backend(),
+                Some(wake),
+                db_path.display().to_string(),
+            )
         }
         BackendKind::Aws => {
             let (backend, label) = aws_backend().await?;
@@ -119,8 +123,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let server = LocalServer::start(backend, wake, config).await?;
     println!("Hookhub dev server listening on http://{}", server.addr);
-    println!("  ingest:    POST http://{}/webhooks/{{source}}", server.addr);
-    println!("  admin API: http://{}/v1   (Authorization: Bearer {admin_key})", server.addr);
+    println!(
+        "  ingest:    POST http://{}/webhooks/{{source}}",
+        server.addr
+    );
+    println!(
+        "  admin API: http://{}/v1   (Authorization: Bearer {admin_key})",
+        server.addr
+    );
     println!("  data:      {data_label}");
 
     shutdown_signal().await;

@@ -5,7 +5,11 @@ mod dev;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "hookhub", version, about = "Hookhub: receive, verify and deliver webhooks")]
+#[command(
+    name = "hookhub",
+    version,
+    about = "Hookhub: receive, verify and deliver webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,7 +24,9 @@ enum Command {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if std::env::var("HOOKHUB_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {

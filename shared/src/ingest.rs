@@ -132,7 +132,7 @@ impl Ingestor {
         }
 
         source.verify.verify(&inbound)?;
-        let json = parse_json_body(&request.body);
+        let json = source.verify.json_for_typing(&inbound);
         if let Some(answer) = source.verify.post_handshake(&inbound, json.as_ref()) {
             return Ok(IngestOutcome::Handshake(answer));
         }
@@ -218,15 +218,6 @@ pub async fn sweep_unenqueued(backend: &Backend, grace: Duration) -> Result<usiz
         enqueue_dispatch(backend, &event.id).await?;
     }
     Ok(stragglers.len())
-}
-
-/// The body as JSON when it is JSON; events are typed from it.
-fn parse_json_body(body: &[u8]) -> Option<serde_json::Value> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
-    if *first != b'{' && *first != b'[' {
-        return None;
-    }
-    serde_json::from_slice(body).ok()
 }
 
 fn json_type(json: Option<&serde_json::Value>) -> Option<String> {

@@ -230,10 +230,10 @@ impl AdminKey {
     /// The HTTP state of a process serving the admin API with this key.
     pub fn app_state(&self, backend: Backend, ingestor: Ingestor) -> AppState {
         match &self.0 {
-            AdminKeyRepr::Sha256Hex(hash) => AppState::with_admin_key_sha256(
-                backend, ingestor, hash,
-            )
-            .expect("the hash was checked to be 32 bytes of hex when read"),
+            AdminKeyRepr::Sha256Hex(hash) => {
+                AppState::with_admin_key_sha256(backend, ingestor, hash)
+                    .expect("the hash was checked to be 32 bytes of hex when read")
+            }
             AdminKeyRepr::Plain(key) => AppState::new(backend, ingestor, Some(key.expose())),
         }
     }
@@ -362,14 +362,18 @@ mod tests {
         let err = env(&[]).admin_key().unwrap_err();
         assert!(matches!(err, SettingsError::Missing(_)));
         let message = err.to_string();
-        assert!(message.contains("HOOKHUB_ADMIN_KEY_SHA256") && message.contains("HOOKHUB_ADMIN_KEY"));
+        assert!(
+            message.contains("HOOKHUB_ADMIN_KEY_SHA256") && message.contains("HOOKHUB_ADMIN_KEY")
+        );
     }
 
     #[test]
     fn admin_key_forms_and_precedence() {
         let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
         assert_eq!(
-            env(&[("HOOKHUB_ADMIN_KEY_SHA256", hash)]).admin_key().unwrap(),
+            env(&[("HOOKHUB_ADMIN_KEY_SHA256", hash)])
+                .admin_key()
+                .unwrap(),
             AdminKey::from_sha256_hex(hash).unwrap()
         );
         // `sha256sum` output is accepted as is.
@@ -377,9 +381,17 @@ mod tests {
             AdminKey::from_sha256_hex(&format!("{}  -", hash.to_uppercase())).unwrap(),
             AdminKey(AdminKeyRepr::Sha256Hex(hash.to_uppercase()))
         );
-        let both = env(&[("HOOKHUB_ADMIN_KEY_SHA256", hash), ("HOOKHUB_ADMIN_KEY", "other")]);
-        assert_eq!(both.admin_key().unwrap(), AdminKey::from_sha256_hex(hash).unwrap());
-        let plain = env(&[("HOOKHUB_ADMIN_KEY", "dev-key")]).admin_key().unwrap();
+        let both = env(&[
+            ("HOOKHUB_ADMIN_KEY_SHA256", hash),
+            ("HOOKHUB_ADMIN_KEY", "other"),
+        ]);
+        assert_eq!(
+            both.admin_key().unwrap(),
+            AdminKey::from_sha256_hex(hash).unwrap()
+        );
+        let plain = env(&[("HOOKHUB_ADMIN_KEY", "dev-key")])
+            .admin_key()
+            .unwrap();
         assert_eq!(plain, AdminKey::from_plain("dev-key"));
         assert!(!format!("{plain:?}").contains("dev-key"));
     }

@@ -44,7 +44,9 @@ impl Faults {
 
 fn down(flag: &AtomicBool, what: &str) -> StoreResult<()> {
     if flag.load(Ordering::SeqCst) {
-        Err(StoreError::Unavailable(format!("{what} is down (injected)")))
+        Err(StoreError::Unavailable(format!(
+            "{what} is down (injected)"
+        )))
     } else {
         Ok(())
     }

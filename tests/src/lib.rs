@@ -89,9 +89,10 @@ impl Sink {
                 let (status, headers) = answer.unwrap_or((200, Vec::new()));
                 let mut response = (StatusCode::from_u16(status).unwrap(), "ok").into_response();
                 for (k, v) in headers {
-                    response
-                        .headers_mut()
-                        .insert(axum::http::HeaderName::try_from(k).unwrap(), v.parse().unwrap());
+                    response.headers_mut().insert(
+                        axum::http::HeaderName::try_from(k).unwrap(),
+                        v.parse().unwrap(),
+                    );
                 }
                 response
             }
@@ -117,7 +118,11 @@ impl Sink {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.state.lock().unwrap().script.push_back((status, headers));
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .push_back((status, headers));
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -198,17 +203,35 @@ impl DevServer {
         options: DevOptions,
         wrap: impl FnOnce(Backend) -> Backend + Send + 'static,
     ) -> DevServer {
+        let db = data_dir.join("hookhub.db");
+        Self::start_on(options, async move {
+            let sqlite = SqliteBackend::open(&db).expect("open sqlite");
+            sqlite
+                .release_inflight()
+                .await
+                .expect("release in-flight tasks");
+            let wake = sqlite.notifier();
+            (wrap(sqlite.into_backend()), Some(wake))
+        })
+        .await
+    }
+
+    /// Starts on whatever backend `make_backend` builds (run on the server's own runtime, so
+    /// its clients die with it).
+    pub async fn start_on(
+        options: DevOptions,
+        make_backend: impl std::future::Future<Output = (Backend, Option<Arc<tokio::sync::Notify>>)>
+            + Send
+            + 'static,
+    ) -> DevServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let db = data_dir.join("hookhub.db");
         let (tx, rx) = tokio::sync::oneshot::channel();
         runtime.spawn(async move {
-            let sqlite = SqliteBackend::open(&db).expect("open sqlite");
-            sqlite.release_inflight().await.expect("release in-flight tasks");
-            let wake = sqlite.notifier();
+            let (backend, wake) = make_backend.await;
             let mut retry = RetryPolicy::with_schedule(options.retry_schedule);
             retry.jitter = 0.0;
             let config = LocalConfig {
@@ -234,7 +257,7 @@ impl DevServer {
                     ..DeliveryOptions::default()
                 },
             };
-            let server = LocalServer::start(wrap(sqlite.into_backend()), Some(wake), config)
+            let server = LocalServer::start(backend, wake, config)
                 .await
                 .expect("start dev server");
             let _ = tx.send(server.addr);
@@ -285,7 +308,12 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -302,7 +330,10 @@ impl Admin {
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
         let (status, value) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        assert!((200..300).contains(&status), "POST {path}: {status} {value}");
+        assert!(
+            (200..300).contains(&status),
+            "POST {path}: {status} {value}"
+        );
         value
     }
 

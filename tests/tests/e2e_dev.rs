@@ -56,7 +56,10 @@ async fn post_github(server: &DevServer, body: &[u8]) -> reqwest::Response {
 }
 
 async fn attempts(server: &DevServer, event_id: &str) -> Vec<Value> {
-    server.admin().get(&format!("/v1/events/{event_id}/attempts")).await["data"]
+    server
+        .admin()
+        .get(&format!("/v1/events/{event_id}/attempts"))
+        .await["data"]
         .as_array()
         .unwrap()
         .clone()
@@ -67,7 +70,11 @@ async fn webhook_is_delivered_signed_and_byte_identical_to_every_matching_subscr
     let dir = temp_dir();
     let server = DevServer::start(dir.path(), DevOptions::default()).await;
     create_github_source(&server).await;
-    let (sink_a, sink_b, sink_other) = (Sink::start().await, Sink::start().await, Sink::start().await);
+    let (sink_a, sink_b, sink_other) = (
+        Sink::start().await,
+        Sink::start().await,
+        Sink::start().await,
+    );
     let (_, secret_a) = subscribe(&server, &sink_a, json!([])).await;
     let (_, secret_b) = subscribe(&server, &sink_b, json!(["issues.*"])).await;
     subscribe(&server, &sink_other, json!(["push"])).await;
@@ -76,7 +83,10 @@ async fn webhook_is_delivered_signed_and_byte_identical_to_every_matching_subscr
     let body = "{ \"type\": \"issues.opened\",  \"title\": \"héllo — ✓\" }\n".as_bytes();
     let response = post_github(&server, body).await;
     assert_eq!(response.status(), 200);
-    let event_id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let event_id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(event_id.starts_with("evt_"));
 
     for (sink, secret) in [(&sink_a, &secret_a), (&sink_b, &secret_b)] {
@@ -85,18 +95,27 @@ async fn webhook_is_delivered_signed_and_byte_identical_to_every_matching_subscr
         assert_eq!(&got[0].body[..], body);
         assert_eq!(got[0].header("webhook-id"), event_id);
         assert_eq!(got[0].header("content-type"), "application/json");
-        assert!(got[0].signature_valid(secret), "signature must verify with the subscription secret");
+        assert!(
+            got[0].signature_valid(secret),
+            "signature must verify with the subscription secret"
+        );
         assert!(!got[0].signature_valid(hookhub::signing::generate_secret().expose()));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sink_other.count(), 0, "a push-only subscription must not get issues events");
+    assert_eq!(
+        sink_other.count(),
+        0,
+        "a push-only subscription must not get issues events"
+    );
 
     let event = server.admin().get(&format!("/v1/events/{event_id}")).await;
     assert_eq!(event["event_type"], "issues.opened");
     assert_eq!(event["body"].as_str().unwrap().as_bytes(), body);
     let log = attempts(&server, &event_id).await;
     assert_eq!(log.len(), 2);
-    assert!(log.iter().all(|a| a["state"] == "succeeded" && a["status_code"] == 200));
+    assert!(log
+        .iter()
+        .all(|a| a["state"] == "succeeded" && a["status_code"] == 200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,10 +129,16 @@ async fn failing_subscriber_is_retried_and_every_attempt_is_logged() {
     subscribe(&server, &steady, json!([])).await;
 
     let response = post_github(&server, br#"{"type":"push"}"#).await;
-    let event_id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let event_id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let got = flaky.wait_for(3, WAIT).await;
-    assert!(got.iter().all(|r| r.header("webhook-id") == event_id), "webhook-id is stable across retries");
+    assert!(
+        got.iter().all(|r| r.header("webhook-id") == event_id),
+        "webhook-id is stable across retries"
+    );
     let server_ref = &server;
     let id = event_id.clone();
     let mut log = Vec::new();
@@ -124,7 +149,10 @@ async fn failing_subscriber_is_retried_and_every_attempt_is_logged() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let flaky_log: Vec<&Value> = log.iter().filter(|a| a["subscription_id"] == flaky_id.as_str()).collect();
+    let flaky_log: Vec<&Value> = log
+        .iter()
+        .filter(|a| a["subscription_id"] == flaky_id.as_str())
+        .collect();
     assert_eq!(flaky_log.len(), 3, "{log:#?}");
     assert_eq!(flaky_log[0]["status_code"], 500);
     assert_eq!(flaky_log[0]["state"], "retrying");
@@ -149,7 +177,10 @@ async fn exhausted_retries_mark_the_delivery_failed_and_410_disables_the_subscri
     let (gone_id, _) = subscribe(&server, &gone, json!([])).await;
 
     let response = post_github(&server, br#"{"type":"push","n":1}"#).await;
-    let event_id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let event_id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Schedule of 3 delays = 4 attempts in all.
     down.wait_for(4, WAIT).await;
     let admin = server.admin();
@@ -172,7 +203,10 @@ async fn exhausted_retries_mark_the_delivery_failed_and_410_disables_the_subscri
     assert_eq!(last["state"], "failed");
     assert!(last["next_attempt_at"].is_null());
 
-    let gone_attempts: Vec<&Value> = log.iter().filter(|a| a["subscription_id"] == gone_id.as_str()).collect();
+    let gone_attempts: Vec<&Value> = log
+        .iter()
+        .filter(|a| a["subscription_id"] == gone_id.as_str())
+        .collect();
     assert_eq!(gone_attempts.len(), 1);
     assert_eq!(gone_attempts[0]["state"], "failed");
     let sub = admin.get(&format!("/v1/subscriptions/{gone_id}")).await;
@@ -196,7 +230,11 @@ async fn retry_after_is_honoured() {
     let first = tokio::time::Instant::now();
     sink.wait_for(2, WAIT).await;
     // The schedule says 200 ms; the subscriber asked for 2 s.
-    assert!(first.elapsed() >= Duration::from_millis(1800), "{:?}", first.elapsed());
+    assert!(
+        first.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        first.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +250,12 @@ async fn duplicate_posts_are_acknowledged_with_the_original_id_and_delivered_onc
     for _ in 0..3 {
         let response = post_github(&server, body).await;
         assert_eq!(response.status(), 200);
-        ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+        ids.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
     sink.wait_for(1, WAIT).await;
@@ -239,7 +282,12 @@ async fn a_crash_mid_delivery_loses_nothing() {
                 let body = format!(r#"{{"type":"push","n":{n}}}"#);
                 let response = post_github(server, body.as_bytes()).await;
                 assert_eq!(response.status(), 200);
-                ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+                ids.push(
+                    response.json::<Value>().await.unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
             }
             ids
         }
@@ -283,10 +331,16 @@ async fn a_crash_mid_delivery_loses_nothing() {
         delivered.len()
     );
     acknowledged.sort();
-    assert_eq!(delivered, acknowledged, "every acknowledged event is delivered");
+    assert_eq!(
+        delivered, acknowledged,
+        "every acknowledged event is delivered"
+    );
     for id in &completed_before_crash {
         let copies = received.iter().filter(|r| *r == id).count();
-        assert_eq!(copies, 1, "{id} completed before the crash and must not be sent again");
+        assert_eq!(
+            copies, 1,
+            "{id} completed before the crash and must not be sent again"
+        );
     }
     // Only deliveries cut mid-flight may repeat, with the same webhook-id.
     assert!(duplicated <= 10, "{duplicated}");
@@ -316,8 +370,16 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
             404,
             "source_not_found",
         ),
-        (http.get(server.ingest_url("github")), 405, "method_not_allowed"),
-        (http.put(server.ingest_url("github")).body(body.clone()), 405, "method_not_allowed"),
+        (
+            http.get(server.ingest_url("github")),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            http.put(server.ingest_url("github")).body(body.clone()),
+            405,
+            "method_not_allowed",
+        ),
         (
             http.post(server.ingest_url("github"))
                 .header("x-hub-signature-256", github_signature(&[b'x'; 2048]))
@@ -325,7 +387,11 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
             413,
             "payload_too_large",
         ),
-        (http.post(server.ingest_url("github")).body(body.clone()), 401, "signature_missing"),
+        (
+            http.post(server.ingest_url("github")).body(body.clone()),
+            401,
+            "signature_missing",
+        ),
         (
             http.post(server.ingest_url("github"))
                 .header("x-hub-signature-256", "sha256=zz")
@@ -335,7 +401,10 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         ),
         (
             http.post(server.ingest_url("github"))
-                .header("x-hub-signature-256", github_signature(b"{\"type\":\"pusH\"}"))
+                .header(
+                    "x-hub-signature-256",
+                    github_signature(b"{\"type\":\"pusH\"}"),
+                )
                 .body(body.clone()),
             401,
             "signature_invalid",
@@ -346,11 +415,17 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         assert_eq!(response.status().as_u16(), status, "{code}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code);
-        assert!(error["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
 
     // Admin API: no key, wrong key, bad JSON, invalid values.
-    let response = http.get(format!("{}/v1/sources", server.base)).send().await.unwrap();
+    let response = http
+        .get(format!("{}/v1/sources", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     let response = http
         .get(format!("{}/v1/sources", server.base))
@@ -359,30 +434,64 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "unauthorized");
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
     let admin = server.admin();
     let (status, error) = admin
-        .call(Method::POST, "/v1/subscriptions", Some(json!({"url": "ftp://x"})))
+        .call(
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"url": "ftp://x"})),
+        )
         .await;
-    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_url")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (422, Some("invalid_url"))
+    );
     let (status, error) = admin
-        .call(Method::POST, "/v1/sources", Some(json!({"id": "Bad Id", "verify": {"scheme": "none"}})))
+        .call(
+            Method::POST,
+            "/v1/sources",
+            Some(json!({"id": "Bad Id", "verify": {"scheme": "none"}})),
+        )
         .await;
-    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_source_id")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (422, Some("invalid_source_id"))
+    );
     let (status, error) = admin
-        .call(Method::POST, "/v1/sources", Some(json!({"id": "x", "verify": {"scheme": "nope"}})))
+        .call(
+            Method::POST,
+            "/v1/sources",
+            Some(json!({"id": "x", "verify": {"scheme": "nope"}})),
+        )
         .await;
-    assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_json")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
     let (status, _) = admin
-        .call(Method::POST, "/v1/sources", Some(json!({"id": "github", "verify": {"scheme": "none"}})))
+        .call(
+            Method::POST,
+            "/v1/sources",
+            Some(json!({"id": "github", "verify": {"scheme": "none"}})),
+        )
         .await;
     assert_eq!(status, 409);
-    let (status, _) = admin.call(Method::GET, "/v1/events/evt_missing", None).await;
+    let (status, _) = admin
+        .call(Method::GET, "/v1/events/evt_missing", None)
+        .await;
     assert_eq!(status, 404);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = admin.get("/v1/events").await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 0, "nothing stored");
+    assert_eq!(
+        events["data"].as_array().unwrap().len(),
+        0,
+        "nothing stored"
+    );
     assert_eq!(sink.count(), 0, "nothing delivered");
 }
 
@@ -394,11 +503,23 @@ async fn admin_api_manages_sources_and_subscriptions() {
     create_github_source(&server).await;
     let source = admin.get("/v1/sources/github").await;
     assert_eq!(source["verify"]["scheme"], "hmac");
-    assert_ne!(source["verify"]["secret"], GITHUB_SECRET, "secrets are not shown");
-    assert_eq!(admin.get("/v1/sources").await["data"].as_array().unwrap().len(), 1);
+    assert_ne!(
+        source["verify"]["secret"], GITHUB_SECRET,
+        "secrets are not shown"
+    );
+    assert_eq!(
+        admin.get("/v1/sources").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let sub = admin
-        .post("/v1/subscriptions", json!({"url": "https://example.com/hook"}))
+        .post(
+            "/v1/subscriptions",
+            json!({"url": "https://example.com/hook"}),
+        )
         .await;
     let id = sub["id"].as_str().unwrap();
     assert!(sub["secret"].as_str().unwrap().starts_with("whsec_"));
@@ -414,9 +535,13 @@ async fn admin_api_manages_sources_and_subscriptions() {
     assert_eq!(patched["enabled"], false);
     assert_eq!(patched["event_types"], json!(["a.*"]));
     assert_eq!(patched["secret"], sub["secret"]);
-    let (status, _) = admin.call(Method::DELETE, &format!("/v1/subscriptions/{id}"), None).await;
+    let (status, _) = admin
+        .call(Method::DELETE, &format!("/v1/subscriptions/{id}"), None)
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = admin.call(Method::GET, &format!("/v1/subscriptions/{id}"), None).await;
+    let (status, _) = admin
+        .call(Method::GET, &format!("/v1/subscriptions/{id}"), None)
+        .await;
     assert_eq!(status, 404);
     let (status, _) = admin.call(Method::DELETE, "/v1/sources/github", None).await;
     assert_eq!(status, 204);

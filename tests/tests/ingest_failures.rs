@@ -9,7 +9,10 @@ use hookhub_tests::faults::Faults;
 use hookhub_tests::{temp_dir, DevOptions, DevServer, Sink};
 use serde_json::{json, Value};
 
-async fn setup(faults: &Arc<Faults>, sweep_grace: Duration) -> (tempfile::TempDir, DevServer, Sink) {
+async fn setup(
+    faults: &Arc<Faults>,
+    sweep_grace: Duration,
+) -> (tempfile::TempDir, DevServer, Sink) {
     let dir = temp_dir();
     let options = DevOptions {
         sweep_grace,
@@ -19,10 +22,15 @@ async fn setup(faults: &Arc<Faults>, sweep_grace: Duration) -> (tempfile::TempDi
     let server = DevServer::start_wrapped(dir.path(), options, move |b| wrapper.wrap(b)).await;
     let admin = server.admin();
     admin
-        .post("/v1/sources", json!({"id": "shop", "verify": {"scheme": "none"}}))
+        .post(
+            "/v1/sources",
+            json!({"id": "shop", "verify": {"scheme": "none"}}),
+        )
         .await;
     let sink = Sink::start().await;
-    admin.post("/v1/subscriptions", json!({"url": sink.url})).await;
+    admin
+        .post("/v1/subscriptions", json!({"url": sink.url}))
+        .await;
     (dir, server, sink)
 }
 
@@ -77,8 +85,19 @@ async fn queue_down_answers_503_and_the_providers_retry_is_delivered_once() {
     Faults::set(&faults.queue_send_down, false);
     let (status, ok) = post(&server, body).await;
     assert_eq!(status, 200);
-    assert_eq!(ok["duplicate"], true, "the first attempt's event is the one completed");
-    assert_delivered_once(&server, &sink, Counts { sent: 2, acknowledged: 1 }).await;
+    assert_eq!(
+        ok["duplicate"], true,
+        "the first attempt's event is the one completed"
+    );
+    assert_delivered_once(
+        &server,
+        &sink,
+        Counts {
+            sent: 2,
+            acknowledged: 1,
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,13 +111,27 @@ async fn event_table_down_answers_503_and_stores_nothing_until_the_retry() {
     assert_eq!(status, 503);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sink.count(), 0);
-    assert_eq!(server.admin().get("/v1/events").await["data"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        server.admin().get("/v1/events").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 
     Faults::set(&faults.event_insert_down, false);
     let (status, ok) = post(&server, body).await;
     assert_eq!(status, 200);
     assert_eq!(ok["duplicate"], false);
-    assert_delivered_once(&server, &sink, Counts { sent: 2, acknowledged: 1 }).await;
+    assert_delivered_once(
+        &server,
+        &sink,
+        Counts {
+            sent: 2,
+            acknowledged: 1,
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +150,15 @@ async fn enqueued_but_unconfirmed_then_retried_is_still_delivered_once() {
     sink.wait_for(1, Duration::from_secs(20)).await;
     let (status, _) = post(&server, body).await;
     assert_eq!(status, 200);
-    assert_delivered_once(&server, &sink, Counts { sent: 2, acknowledged: 1 }).await;
+    assert_delivered_once(
+        &server,
+        &sink,
+        Counts {
+            sent: 2,
+            acknowledged: 1,
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,5 +171,13 @@ async fn the_sweep_enqueues_an_event_the_provider_never_retried() {
     assert_eq!(status, 503);
     Faults::set(&faults.queue_send_down, false);
     // No retry from the provider: the worker's sweep finds the stored, unenqueued event.
-    assert_delivered_once(&server, &sink, Counts { sent: 1, acknowledged: 0 }).await;
+    assert_delivered_once(
+        &server,
+        &sink,
+        Counts {
+            sent: 1,
+            acknowledged: 0,
+        },
+    )
+    .await;
 }

@@ -36,6 +36,8 @@ pub struct SqsQueue {
     client: Client,
     queue_url: String,
     dlq_url: String,
+    /// The longest single delay (hop); SQS's maximum unless a test compresses it.
+    max_delay: Duration,
 }
 
 impl SqsQueue {
@@ -44,7 +46,15 @@ impl SqsQueue {
             client,
             queue_url,
             dlq_url,
+            max_delay: SQS_MAX_DELAY,
         }
+    }
+
+    /// Hops of at most `max_delay` (capped at SQS's 900 s): lets tests cover the long-delay
+    /// path with a compressed retry schedule.
+    pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay.clamp(Duration::from_secs(1), SQS_MAX_DELAY);
+        self
     }
 
     pub fn queue_url(&self) -> &str {
@@ -63,7 +73,7 @@ impl SqsQueue {
         let now = Utc::now();
         match not_before(body) {
             Some(due) if due > now => {
-                self.send_body(body.to_owned(), delay_seconds(due - now))
+                self.send_body(body.to_owned(), delay_seconds(due - now, self.max_delay))
                     .await?;
                 Ok(true)
             }
@@ -103,7 +113,7 @@ impl SqsQueue {
 #[async_trait]
 impl TaskQueue for SqsQueue {
     async fn send(&self, task: &Task, delay: Duration) -> StoreResult<()> {
-        let (body, delay) = plan(task, delay, Utc::now());
+        let (body, delay) = plan(task, delay, Utc::now(), self.max_delay);
         self.send_body(body, delay).await
     }
 
@@ -114,7 +124,7 @@ impl TaskQueue for SqsQueue {
                 .iter()
                 .enumerate()
                 .map(|(i, (task, delay))| {
-                    let (body, delay) = plan(task, *delay, now);
+                    let (body, delay) = plan(task, *delay, now, self.max_delay);
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body)
@@ -168,7 +178,10 @@ impl TaskQueue for SqsQueue {
             if let Some(due) = not_before(&body).filter(|due| *due > now) {
                 // Not due yet: hop again. On failure the message just reappears after its
                 // visibility timeout, so the others are still returned.
-                match self.send_body(body, delay_seconds(due - now)).await {
+                match self
+                    .send_body(body, delay_seconds(due - now, self.max_delay))
+                    .await
+                {
                     Ok(()) => {
                         if let Err(e) = self.ack(&receipt).await {
                             tracing::warn!(error = %e, "deferred task not deleted; it will repeat");
@@ -261,14 +274,14 @@ fn not_before(body: &str) -> Option<DateTime<Utc>> {
     serde_json::from_str::<Due>(body).ok()?.not_before
 }
 
-/// Whole seconds to wait (rounded up so the message is due on arrival), capped at SQS's maximum.
-fn delay_seconds(wait: TimeDelta) -> i32 {
+/// Whole seconds to wait (rounded up so the message is due on arrival), capped at one hop.
+fn delay_seconds(wait: TimeDelta, max_delay: Duration) -> i32 {
     let millis = wait.num_milliseconds().max(0);
-    ((millis + 999) / 1000).min(SQS_MAX_DELAY.as_secs() as i64) as i32
+    ((millis + 999) / 1000).min(max_delay.as_secs() as i64) as i32
 }
 
 /// The body and `DelaySeconds` for sending `task` after `delay`.
-fn plan(task: &Task, delay: Duration, now: DateTime<Utc>) -> (String, i32) {
+fn plan(task: &Task, delay: Duration, now: DateTime<Utc>, max_delay: Duration) -> (String, i32) {
     // Ten years is "never" for a retry; it keeps the arithmetic far from overflow.
     let delay = TimeDelta::from_std(delay)
         .unwrap_or(TimeDelta::MAX)
@@ -282,8 +295,8 @@ fn plan(task: &Task, delay: Duration, now: DateTime<Utc>) -> (String, i32) {
         due = due.max(*not_before);
     }
     let wait = due - now;
-    if wait <= TimeDelta::seconds(SQS_MAX_DELAY.as_secs() as i64) {
-        return (task.to_json(), delay_seconds(wait));
+    if wait <= TimeDelta::seconds(max_delay.as_secs() as i64) {
+        return (task.to_json(), delay_seconds(wait, max_delay));
     }
     let mut value = serde_json::to_value(task).expect("tasks always serialise");
     if let Some(object) = value.as_object_mut() {
@@ -292,7 +305,7 @@ fn plan(task: &Task, delay: Duration, now: DateTime<Utc>) -> (String, i32) {
             serde_json::to_value(due).expect("times always serialise"),
         );
     }
-    (value.to_string(), delay_seconds(wait))
+    (value.to_string(), delay_seconds(wait, max_delay))
 }
 
 #[cfg(test)]
@@ -311,17 +324,33 @@ mod tests {
     #[test]
     fn short_delays_use_delay_seconds() {
         let now = Utc::now();
-        let (body, delay) = plan(&deliver(None), Duration::from_millis(1500), now);
+        let (body, delay) = plan(
+            &deliver(None),
+            Duration::from_millis(1500),
+            now,
+            SQS_MAX_DELAY,
+        );
         assert_eq!(delay, 2);
         assert_eq!(body, deliver(None).to_json());
-        assert_eq!(plan(&deliver(None), Duration::ZERO, now).1, 0);
-        assert_eq!(plan(&deliver(None), SQS_MAX_DELAY, now).1, 900);
+        assert_eq!(
+            plan(&deliver(None), Duration::ZERO, now, SQS_MAX_DELAY).1,
+            0
+        );
+        assert_eq!(
+            plan(&deliver(None), SQS_MAX_DELAY, now, SQS_MAX_DELAY).1,
+            900
+        );
     }
 
     #[test]
     fn long_delays_carry_not_before() {
         let now = Utc::now();
-        let (body, delay) = plan(&deliver(None), Duration::from_secs(3600), now);
+        let (body, delay) = plan(
+            &deliver(None),
+            Duration::from_secs(3600),
+            now,
+            SQS_MAX_DELAY,
+        );
         assert_eq!(delay, 900);
         let due = now + TimeDelta::seconds(3600);
         assert_eq!(Task::from_json(&body).unwrap(), deliver(Some(due)));
@@ -330,7 +359,7 @@ mod tests {
         let dispatch = Task::Dispatch {
             event_id: "evt_1".into(),
         };
-        let (body, delay) = plan(&dispatch, Duration::from_secs(901), now);
+        let (body, delay) = plan(&dispatch, Duration::from_secs(901), now, SQS_MAX_DELAY);
         assert_eq!(delay, 900);
         assert_eq!(Task::from_json(&body).unwrap(), dispatch);
         assert_eq!(not_before(&body), Some(now + TimeDelta::seconds(901)));
@@ -340,7 +369,7 @@ mod tests {
     fn an_existing_not_before_is_kept() {
         let now = Utc::now();
         let due = now + TimeDelta::seconds(10);
-        let (body, delay) = plan(&deliver(Some(due)), Duration::ZERO, now);
+        let (body, delay) = plan(&deliver(Some(due)), Duration::ZERO, now, SQS_MAX_DELAY);
         assert_eq!(delay, 10);
         assert_eq!(not_before(&body), Some(due));
     }
@@ -358,7 +387,7 @@ mod tests {
         assert_eq!(not_before("not json"), None);
         assert_eq!(not_before("[1]"), None);
         assert_eq!(not_before(r#"{"kind":"dispatch","event_id":"e"}"#), None);
-        assert_eq!(delay_seconds(TimeDelta::seconds(-5)), 0);
-        assert_eq!(delay_seconds(TimeDelta::days(1)), 900);
+        assert_eq!(delay_seconds(TimeDelta::seconds(-5), SQS_MAX_DELAY), 0);
+        assert_eq!(delay_seconds(TimeDelta::days(1), SQS_MAX_DELAY), 900);
     }
 }

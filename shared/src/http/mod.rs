@@ -42,7 +42,11 @@ impl AppState {
 
     /// Like `new`, with the admin key given as the hex SHA-256 of the key, so deployments
     /// need not hold the key itself. Returns `None` when the hex is not 32 bytes.
-    pub fn with_admin_key_sha256(backend: Backend, ingestor: Ingestor, hex_hash: &str) -> Option<Self> {
+    pub fn with_admin_key_sha256(
+        backend: Backend,
+        ingestor: Ingestor,
+        hex_hash: &str,
+    ) -> Option<Self> {
         let bytes = hex::decode(hex_hash.trim()).ok()?;
         let hash: [u8; 32] = bytes.try_into().ok()?;
         Some(Self {
