@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain: moto_server (AWS wire-protocol
-# server for the DynamoDB/SQS adapter tests). Idempotent; fast when already installed.
+# Installs what the test suite needs beyond the Rust toolchain, into one Python environment:
+# moto_server (AWS wire-protocol server for the DynamoDB/SQS tests) and cargo-lambda (local
+# Lambda runtime for the smoke test; it brings zig). Idempotent; fast when already installed.
 set -euo pipefail
 
 python=${PYTHON:-python3}
-if ! command -v moto_server >/dev/null 2>&1 || ! moto_server --help >/dev/null 2>&1; then
-  echo "installing moto[server]"
-  "$python" -m pip install --quiet --disable-pip-version-check "moto[server]>=5,<6"
-  # pyenv only creates the moto_server shim on rehash.
+pip_install() {
+  "$python" -m pip install --quiet --disable-pip-version-check "$@"
+  # pyenv only creates shims for new executables on rehash.
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+}
+
+if ! moto_server --help >/dev/null 2>&1; then
+  echo "installing moto[server]"
+  pip_install "moto[server]>=5,<6"
 fi
-moto_server --help >/dev/null
+if ! cargo lambda --version >/dev/null 2>&1; then
+  echo "installing cargo-lambda"
+  pip_install "cargo-lambda>=1.9,<2"
+fi
 echo "moto_server: $(command -v moto_server)"
+echo "cargo-lambda: $(cargo lambda --version)"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit + contract + end-to-end tests.
+# The whole test suite: formatting, lints, unit + contract + end-to-end tests (SQLite and moto),
+# and the cargo-lambda smoke test of the three functions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -7,3 +8,4 @@ scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked
+scripts/lambda-smoke.sh

@@ -1,0 +1,16 @@
+//! The admin function: the `/v1/…` admin API behind an API Gateway HTTP API (payload v2),
+//! served by the same axum router as the dev server. `main.rs` only reads the configuration
+//! and hands [`app`] to `lambda_http::run`; tests call [`app`] directly.
+
+use axum::Router;
+use hookhub::http::admin_router;
+use hookhub::ingest::{Ingestor, ReceiverConfig};
+use hookhub::ports::Backend;
+use hookhub::settings::AdminKey;
+
+/// The admin API on `backend`, answering only requests bearing `key`. Built once per process.
+pub fn app(backend: Backend, key: &AdminKey) -> Router {
+    // The admin routes never ingest; the ingestor is only part of the shared state.
+    let ingestor = Ingestor::new(backend.clone(), ReceiverConfig::default());
+    admin_router(key.app_state(backend, ingestor))
+}

@@ -1,0 +1,43 @@
+//! Admin Lambda: configuration and AWS clients are built once at init, then every API Gateway
+//! event goes through the shared axum admin router.
+
+use hookhub::aws::Aws;
+use hookhub::settings::Env;
+use lambda_http::Error;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let app = init().await.inspect_err(|e| {
+        tracing::error!(error = %e, "admin API cannot start");
+    })?;
+    lambda_http::run(app).await
+}
+
+async fn init() -> Result<axum::Router, Error> {
+    let env = Env::process();
+    // First, so a function deployed without a key fails at once, before any AWS call.
+    let key = env.admin_key()?;
+    let aws = Aws::from_env().await?;
+    if env.create_resources()? {
+        aws.ensure_resources().await?;
+    }
+    let backend = aws.backend().await?;
+    Ok(hookhub_admin::app(backend, &key))
+}
+
+/// JSON lines without colours (CloudWatch shows escape codes verbatim), filtered by `RUST_LOG`
+/// (default `info`). No timestamps: CloudWatch stamps every line.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false)
+        // Each line lists its spans (the runtime's has the request id); not the innermost twice.
+        .with_current_span(false)
+        .without_time()
+        .init();
+}

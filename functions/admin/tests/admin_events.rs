@@ -1,0 +1,106 @@
+//! The sample API Gateway events in `events/` through the admin function's service, on moto:
+//! each event is converted by `lambda_http` exactly as the Lambda runtime converts it.
+
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
+use hookhub::ports::Backend;
+use hookhub::settings::{AdminKey, Env};
+use hookhub_tests::moto::fresh_aws;
+use lambda_http::tower::ServiceExt;
+use serde_json::{json, Value};
+
+const CREATE_SOURCE: &str = include_str!("../../../events/admin-create-source.json");
+const LIST_SOURCES: &str = include_str!("../../../events/admin-list-sources.json");
+
+/// The bearer token in the sample events, and its SHA-256 (`printf %s KEY | sha256sum`).
+const DEV_KEY: &str = "hh_dev_admin_key";
+const DEV_KEY_SHA256: &str = "6792c63977bd0278572719f59aae57a6767e3cba26c6f17fedb247bca40843ae";
+
+async fn backend() -> Backend {
+    fresh_aws().await.backend().await.expect("backend")
+}
+
+async fn invoke(backend: &Backend, key: &AdminKey, event_json: &str) -> (StatusCode, Value) {
+    let request = lambda_http::request::from_str(event_json).expect("an API Gateway v2 event");
+    let response: Response<Body> = hookhub_admin::app(backend.clone(), key)
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("a JSON answer")
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn sample_events_create_and_list_a_source() {
+    let backend = backend().await;
+    let key = AdminKey::from_plain(DEV_KEY);
+
+    let (status, created) = invoke(&backend, &key, CREATE_SOURCE).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["id"], "github");
+
+    let (status, listed) = invoke(&backend, &key, LIST_SOURCES).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let listed = listed.to_string();
+    assert!(listed.contains("\"github\""), "{listed}");
+    assert!(
+        !listed.contains("my-github-secret"),
+        "secrets are redacted: {listed}"
+    );
+
+    // Created again: the id is taken.
+    let (status, conflict) = invoke(&backend, &key, CREATE_SOURCE).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+}
+
+#[tokio::test]
+async fn key_given_as_sha256_from_the_environment() {
+    let backend = backend().await;
+    let env = Env::from_lookup(|name: &str| {
+        (name == "HOOKHUB_ADMIN_KEY_SHA256").then(|| DEV_KEY_SHA256.to_string())
+    });
+    let key = env.admin_key().expect("admin key from the environment");
+    let (status, listed) = invoke(&backend, &key, LIST_SOURCES).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+}
+
+#[tokio::test]
+async fn wrong_or_missing_bearer_is_refused() {
+    let backend = backend().await;
+    let key = AdminKey::from_plain("some-other-key");
+    let (status, answer) = invoke(&backend, &key, LIST_SOURCES).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+
+    let mut event: Value = serde_json::from_str(LIST_SOURCES).unwrap();
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    let (status, _) = invoke(&backend, &AdminKey::from_plain(DEV_KEY), &event.to_string()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_admin_function_serves_no_ingest_route() {
+    let backend = backend().await;
+    let mut event: Value = serde_json::from_str(LIST_SOURCES).unwrap();
+    event["rawPath"] = json!("/webhooks/github");
+    event["requestContext"]["http"]["path"] = json!("/webhooks/github");
+    event["requestContext"]["http"]["method"] = json!("POST");
+    let (status, _) = invoke(&backend, &AdminKey::from_plain(DEV_KEY), &event.to_string()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn no_key_refuses_to_start() {
+    let err = Env::from_lookup(|_: &str| None).admin_key().unwrap_err();
+    assert!(err.to_string().contains("HOOKHUB_ADMIN_KEY"), "{err}");
+}

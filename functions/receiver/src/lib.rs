@@ -1,0 +1,15 @@
+//! The receiver function: `POST /webhooks/{source}` behind an API Gateway HTTP API (payload
+//! v2), served by the same axum router as the dev server. `main.rs` only reads the
+//! configuration and hands [`app`] to `lambda_http::run`; tests call [`app`] directly.
+
+use axum::Router;
+use hookhub::http::{receiver_router, AppState};
+use hookhub::ingest::{Ingestor, ReceiverConfig};
+use hookhub::ports::Backend;
+
+/// The receiver's HTTP service on `backend`. Built once per process (Lambda init).
+pub fn app(backend: Backend, config: ReceiverConfig) -> Router {
+    let ingestor = Ingestor::new(backend.clone(), config);
+    // No admin key: the receiver serves no admin routes, and this keeps it that way.
+    receiver_router(AppState::new(backend, ingestor, None))
+}
