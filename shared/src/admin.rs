@@ -4,7 +4,9 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{is_valid_slug, new_id, Attempt, Event, Secret, Source, Subscription};
+use crate::domain::{
+    is_valid_slug, new_id, Attempt, DeliveryState, Event, Secret, Source, Subscription, Task,
+};
 use crate::filter::is_valid_filter;
 use crate::ports::{Backend, EventQuery, StoreError};
 use crate::signing;
@@ -143,6 +145,20 @@ impl From<Event> for EventView {
             body_encoding,
         }
     }
+}
+
+/// `POST /v1/events/{id}/replay` body; empty means every matching subscription.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayEvent {
+    pub subscription_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Replayed {
+    pub event_id: String,
+    /// Subscriptions a delivery was enqueued for.
+    pub subscriptions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -336,6 +352,69 @@ impl Admin {
             return Err(AdminError::NotFound(format!("event {id}")));
         }
         Ok(self.backend.attempts.attempts_for_event(id).await?)
+    }
+
+    /// Delivers an event again, now: to one subscription, or to every enabled subscription that
+    /// matches it. Each target starts a new attempt series (numbers continue after the last
+    /// attempt; the retry schedule starts over), whatever came of earlier attempts.
+    pub async fn replay_event(&self, id: &str, req: ReplayEvent) -> AdminResult<Replayed> {
+        let event = self
+            .backend
+            .events
+            .get_event(id)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("event {id}")))?;
+        let targets: Vec<Subscription> = match req.subscription_id {
+            Some(sub_id) => {
+                let sub = self.get_subscription(&sub_id).await?;
+                if !sub.enabled {
+                    return Err(invalid(
+                        "subscription_disabled",
+                        format!("subscription {sub_id} is disabled; enable it first"),
+                    ));
+                }
+                vec![sub]
+            }
+            None => self
+                .backend
+                .subscriptions
+                .list_subscriptions()
+                .await?
+                .into_iter()
+                .filter(|s| s.matches(&event.source_id, &event.event_type))
+                .collect(),
+        };
+        let attempts = self.backend.attempts.attempts_for_event(id).await?;
+        let tasks: Vec<(Task, std::time::Duration)> = targets
+            .iter()
+            .map(|sub| {
+                let latest = attempts
+                    .iter()
+                    .filter(|a| a.subscription_id == sub.id)
+                    .max_by_key(|a| a.attempt);
+                // A retry still pending keeps its number; the replay takes the one after it.
+                let start = match latest {
+                    None => 1,
+                    Some(a) if a.state == DeliveryState::Retrying => a.attempt + 2,
+                    Some(a) => a.attempt + 1,
+                };
+                let task = Task::Deliver {
+                    event_id: event.id.clone(),
+                    subscription_id: sub.id.clone(),
+                    attempt: start,
+                    not_before: None,
+                    series_start: Some(start),
+                };
+                (task, std::time::Duration::ZERO)
+            })
+            .collect();
+        if !tasks.is_empty() {
+            self.backend.queue.send_batch(&tasks).await?;
+        }
+        Ok(Replayed {
+            event_id: event.id,
+            subscriptions: targets.into_iter().map(|s| s.id).collect(),
+        })
     }
 
     pub async fn subscription_attempts(

@@ -85,12 +85,17 @@ impl Dispatcher {
                 event_id,
                 subscription_id,
                 attempt,
+                series_start,
                 ..
             } => {
-                if attempt == 0 {
-                    return Ok(TaskOutcome::Malformed("attempt numbers start at 1".into()));
+                let series = Series::new(attempt, series_start.unwrap_or(1));
+                if attempt == 0 || series.start > attempt {
+                    return Ok(TaskOutcome::Malformed(format!(
+                        "attempt {attempt} does not belong to a series starting at {}",
+                        series.start
+                    )));
                 }
-                self.deliver_pair(&event_id, &subscription_id, attempt, redelivered)
+                self.deliver_pair(&event_id, &subscription_id, series, redelivered)
                     .await?
             }
         }
@@ -119,8 +124,9 @@ impl Dispatcher {
         let event = Arc::new(event);
         let mut retries = Vec::new();
         let mut work = Vec::new();
+        let first = Series::new(1, 1);
         for subscription in subscriptions {
-            match plan(latest.get(subscription.id.as_str()), 1, redelivered) {
+            match plan(latest.get(subscription.id.as_str()), first, redelivered) {
                 Plan::Deliver => work.push(subscription),
                 Plan::Skip => {}
                 Plan::Resend(task, delay) => retries.push((task, delay)),
@@ -129,7 +135,7 @@ impl Dispatcher {
         let results: Vec<Result<Option<(Task, Duration)>, StoreError>> = stream::iter(work)
             .map(|subscription| {
                 let event = event.clone();
-                async move { self.attempt(&event, &subscription, 1).await }
+                async move { self.attempt(&event, &subscription, first).await }
             })
             .buffer_unordered(self.config.fan_out_concurrency.max(1))
             .collect()
@@ -153,12 +159,12 @@ impl Dispatcher {
         }
     }
 
-    /// Attempt `attempt` of one (event, subscription) pair.
+    /// Attempt `series.attempt` of one (event, subscription) pair.
     async fn deliver_pair(
         &self,
         event_id: &str,
         subscription_id: &str,
-        attempt: u32,
+        series: Series,
         redelivered: bool,
     ) -> Result<(), DispatchError> {
         let Some(event) = self.backend.events.get_event(event_id).await? else {
@@ -190,8 +196,8 @@ impl Dispatcher {
             .filter(|a| a.subscription_id == subscription_id)
             .collect();
         let latest = prior.iter().max_by_key(|a| a.attempt);
-        let retry = match plan(latest, attempt, redelivered) {
-            Plan::Deliver => self.attempt(&event, &subscription, attempt).await?,
+        let retry = match plan(latest, series, redelivered) {
+            Plan::Deliver => self.attempt(&event, &subscription, series).await?,
             Plan::Skip => None,
             Plan::Resend(task, delay) => Some((task, delay)),
         };
@@ -206,8 +212,9 @@ impl Dispatcher {
         &self,
         event: &Event,
         subscription: &Subscription,
-        attempt: u32,
+        series: Series,
     ) -> Result<Option<(Task, Duration)>, StoreError> {
+        let attempt = series.attempt;
         let started_at = Utc::now();
         let response = match signed_headers(event, subscription, started_at.timestamp()) {
             Ok(headers) => {
@@ -237,7 +244,7 @@ impl Dispatcher {
                     .and_then(|v| parse_retry_after(v, SystemTime::now())),
                 _ => None,
             };
-            match self.config.retry.next_delay(attempt, retry_after) {
+            match self.config.retry.next_delay(series.position(), retry_after) {
                 Some(delay) => (DeliveryState::Retrying, Some(delay)),
                 None => (DeliveryState::Failed, None),
             }
@@ -271,7 +278,7 @@ impl Dispatcher {
             self.disable(subscription, "the endpoint answered 410 Gone")
                 .await?;
         }
-        Ok(next.map(|delay| (retry_task(event, subscription, attempt + 1), delay)))
+        Ok(next.map(|delay| (retry_task(event, subscription, series.next()), delay)))
     }
 
     async fn disable(&self, subscription: &Subscription, reason: &str) -> Result<(), StoreError> {
@@ -303,32 +310,55 @@ enum Plan {
     Resend(Task, Duration),
 }
 
-/// Decides whether attempt `attempt` of a pair should be delivered, given the pair's latest
-/// recorded attempt.
-fn plan(latest: Option<&Attempt>, attempt: u32, redelivered: bool) -> Plan {
+/// An attempt and the series it belongs to (the original delivery, or a replay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Series {
+    attempt: u32,
+    start: u32,
+}
+
+impl Series {
+    fn new(attempt: u32, start: u32) -> Self {
+        Self { attempt, start }
+    }
+
+    /// 1-based position in the retry schedule.
+    fn position(self) -> u32 {
+        self.attempt - self.start + 1
+    }
+
+    fn next(self) -> Self {
+        Self::new(self.attempt + 1, self.start)
+    }
+
+    fn is_replay(self) -> bool {
+        self.start > 1
+    }
+}
+
+/// Decides whether an attempt of a pair should be delivered, given the pair's latest recorded
+/// attempt.
+fn plan(latest: Option<&Attempt>, series: Series, redelivered: bool) -> Plan {
     let Some(latest) = latest else {
         return Plan::Deliver;
     };
-    if latest.succeeded() {
-        return Plan::Skip;
-    }
-    if latest.attempt < attempt {
-        return Plan::Deliver;
+    if latest.attempt < series.attempt {
+        // A success ends the series; only a replay's first attempt goes out after one.
+        return if latest.succeeded() && !(series.is_replay() && series.attempt == series.start) {
+            Plan::Skip
+        } else {
+            Plan::Deliver
+        };
     }
     match (
-        latest.attempt == attempt,
+        latest.attempt == series.attempt,
         redelivered,
         latest.next_attempt_at,
     ) {
         (true, true, Some(next)) if latest.state == DeliveryState::Retrying => {
             let delay = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             Plan::Resend(
-                Task::Deliver {
-                    event_id: latest.event_id.clone(),
-                    subscription_id: latest.subscription_id.clone(),
-                    attempt: attempt + 1,
-                    not_before: None,
-                },
+                deliver_task(&latest.event_id, &latest.subscription_id, series.next()),
                 delay,
             )
         }
@@ -349,12 +379,17 @@ fn latest_attempts(attempts: Vec<Attempt>) -> HashMap<String, Attempt> {
     latest
 }
 
-fn retry_task(event: &Event, subscription: &Subscription, attempt: u32) -> Task {
+fn retry_task(event: &Event, subscription: &Subscription, series: Series) -> Task {
+    deliver_task(&event.id, &subscription.id, series)
+}
+
+fn deliver_task(event_id: &str, subscription_id: &str, series: Series) -> Task {
     Task::Deliver {
-        event_id: event.id.clone(),
-        subscription_id: subscription.id.clone(),
-        attempt,
+        event_id: event_id.to_string(),
+        subscription_id: subscription_id.to_string(),
+        attempt: series.attempt,
         not_before: None,
+        series_start: (series.start > 1).then_some(series.start),
     }
 }
 
@@ -380,4 +415,89 @@ pub fn signed_headers(
         headers.insert(http::header::CONTENT_TYPE, ct);
     }
     Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(n: u32, state: DeliveryState) -> Attempt {
+        Attempt {
+            event_id: "evt_1".into(),
+            subscription_id: "sub_1".into(),
+            attempt: n,
+            url: "https://example.com".into(),
+            started_at: Utc::now(),
+            duration_ms: 1,
+            status_code: Some(500),
+            error: None,
+            response_excerpt: None,
+            state,
+            next_attempt_at: (state == DeliveryState::Retrying)
+                .then(|| Utc::now() + chrono::Duration::seconds(30)),
+        }
+    }
+
+    fn decide(
+        latest: Option<&Attempt>,
+        attempt: u32,
+        start: u32,
+        redelivered: bool,
+    ) -> &'static str {
+        match plan(latest, Series::new(attempt, start), redelivered) {
+            Plan::Deliver => "deliver",
+            Plan::Skip => "skip",
+            Plan::Resend(..) => "resend",
+        }
+    }
+
+    #[test]
+    fn first_attempts_and_retries() {
+        assert_eq!(decide(None, 1, 1, false), "deliver");
+        let failed = attempt(1, DeliveryState::Retrying);
+        assert_eq!(decide(Some(&failed), 2, 1, false), "deliver");
+        // The same task again: already done.
+        assert_eq!(decide(Some(&failed), 1, 1, false), "skip");
+        // Redelivered after recording but maybe before scheduling: schedule again.
+        assert_eq!(decide(Some(&failed), 1, 1, true), "resend");
+    }
+
+    #[test]
+    fn success_ends_a_series_but_not_a_replay() {
+        let ok = attempt(2, DeliveryState::Succeeded);
+        assert_eq!(decide(Some(&ok), 3, 1, false), "skip");
+        assert_eq!(decide(Some(&ok), 2, 1, true), "skip");
+        assert_eq!(decide(Some(&ok), 3, 3, false), "deliver");
+        // A replay's own retry after a success within it is not sent.
+        let replay_ok = attempt(3, DeliveryState::Succeeded);
+        assert_eq!(decide(Some(&replay_ok), 4, 3, false), "skip");
+    }
+
+    #[test]
+    fn schedule_positions_restart_with_each_series() {
+        assert_eq!(Series::new(1, 1).position(), 1);
+        assert_eq!(Series::new(3, 1).position(), 3);
+        assert_eq!(Series::new(9, 9).position(), 1);
+        assert_eq!(Series::new(10, 9).position(), 2);
+        assert_eq!(Series::new(9, 9).next(), Series::new(10, 9));
+    }
+
+    #[test]
+    fn resent_retries_keep_their_series() {
+        let failed = attempt(5, DeliveryState::Retrying);
+        match plan(Some(&failed), Series::new(5, 5), true) {
+            Plan::Resend(
+                Task::Deliver {
+                    attempt,
+                    series_start,
+                    ..
+                },
+                delay,
+            ) => {
+                assert_eq!((attempt, series_start), (6, Some(5)));
+                assert!(delay <= Duration::from_secs(30));
+            }
+            _ => panic!("expected a resend"),
+        }
+    }
 }

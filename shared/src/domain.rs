@@ -157,6 +157,10 @@ pub enum Task {
         /// Queues with a maximum delay (SQS: 15 min) re-send the task until this time has come.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         not_before: Option<DateTime<Utc>>,
+        /// The attempt number that started this series: absent (1) for the original delivery,
+        /// the first replayed attempt for a replay. The retry schedule restarts with each series.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        series_start: Option<u32>,
     },
 }
 
@@ -214,6 +218,7 @@ mod tests {
             subscription_id: "sub_1".into(),
             attempt: 2,
             not_before: None,
+            series_start: None,
         };
         let json = t.to_json();
         assert_eq!(

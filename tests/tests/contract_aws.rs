@@ -35,6 +35,7 @@ mod aws_specific {
             subscription_id: format!("sub_{n:02}"),
             attempt: n,
             not_before,
+            series_start: None,
         }
     }
 

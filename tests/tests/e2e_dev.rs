@@ -553,3 +553,97 @@ async fn admin_api_manages_sources_and_subscriptions() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_is_replayed_with_a_fresh_retry_schedule() {
+    let dir = temp_dir();
+    let server = DevServer::start(dir.path(), DevOptions::default()).await;
+    create_github_source(&server).await;
+    let (down, fine) = (Sink::start().await, Sink::start().await);
+    // Fails the 4 attempts of the schedule, then the replay's first attempt, then recovers.
+    down.script(&[500, 500, 500, 500, 503]);
+    let (down_id, _) = subscribe(&server, &down, json!([])).await;
+    let (fine_id, _) = subscribe(&server, &fine, json!([])).await;
+    let response = post_github(&server, br#"{"type":"push","n":"replay"}"#).await;
+    let event_id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    down.wait_for(4, WAIT).await;
+    let admin = server.admin();
+    let failed = |log: &[Value]| {
+        log.iter()
+            .any(|a| a["subscription_id"] == down_id.as_str() && a["state"] == "failed")
+    };
+    wait_until_attempts(&server, &event_id, failed).await;
+
+    // Replay to the failed subscription only.
+    let (status, replayed) = admin
+        .call(
+            Method::POST,
+            &format!("/v1/events/{event_id}/replay"),
+            Some(json!({"subscription_id": down_id})),
+        )
+        .await;
+    assert_eq!(status, 202, "{replayed}");
+    assert_eq!(replayed["subscriptions"], json!([down_id]));
+    // Attempt 5 fails (503) and is retried on the schedule's first delay: attempt 6 succeeds.
+    let got = down.wait_for(6, WAIT).await;
+    assert!(got.iter().all(|r| r.header("webhook-id") == event_id));
+    let done = |log: &[Value]| {
+        log.iter().any(|a| {
+            a["subscription_id"] == down_id.as_str()
+                && a["attempt"] == 6
+                && a["state"] == "succeeded"
+        })
+    };
+    let log = wait_until_attempts(&server, &event_id, done).await;
+    let fifth = log
+        .iter()
+        .find(|a| a["subscription_id"] == down_id.as_str() && a["attempt"] == 5)
+        .unwrap();
+    assert_eq!(
+        fifth["state"], "retrying",
+        "a replay gets the retry schedule again"
+    );
+    assert_eq!(fine.count(), 1, "other subscriptions are not replayed to");
+
+    // Replay to everyone: the already-successful subscription gets it again too.
+    let (status, replayed) = admin
+        .call(Method::POST, &format!("/v1/events/{event_id}/replay"), None)
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(replayed["subscriptions"].as_array().unwrap().len(), 2);
+    fine.wait_for(2, WAIT).await;
+    down.wait_for(7, WAIT).await;
+    let log = wait_until_attempts(&server, &event_id, |log| {
+        log.iter()
+            .any(|a| a["subscription_id"] == fine_id.as_str() && a["attempt"] == 2)
+    })
+    .await;
+    assert!(log.iter().all(|a| a["attempt"].as_u64().unwrap() <= 7));
+
+    let (status, _) = admin
+        .call(Method::POST, "/v1/events/evt_missing/replay", None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// Polls an event's attempt log until `done` holds; returns the log.
+async fn wait_until_attempts(
+    server: &DevServer,
+    event_id: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    for _ in 0..400 {
+        let log = attempts(server, event_id).await;
+        if done(&log) {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "attempt log never reached the expected state: {:#?}",
+        attempts(server, event_id).await
+    );
+}

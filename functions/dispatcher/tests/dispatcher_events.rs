@@ -261,6 +261,7 @@ async fn task_not_due_yet_is_sent_again_and_reported_done() {
         subscription_id: RETRY_SUBSCRIPTION.into(),
         attempt: 3,
         not_before: Some(due),
+        series_start: None,
     };
     let mut event: Value = serde_json::from_str(TWO_TASKS).unwrap();
     event["Records"][1]["body"] = json!(task.to_json());

@@ -318,6 +318,7 @@ mod tests {
             subscription_id: "sub_1".into(),
             attempt: 3,
             not_before,
+            series_start: None,
         }
     }
 

@@ -89,6 +89,7 @@ pub async fn queue_delay_hides_message(b: &Backend) {
         subscription_id: "sub_1".to_owned(),
         attempt: 2,
         not_before: None,
+        series_start: None,
     };
     let sent = Instant::now();
     q.send(&task, delay).await.expect("send with delay");
@@ -168,6 +169,7 @@ pub async fn queue_batch_send(b: &Backend) {
                 subscription_id: format!("sub_{n:02}"),
                 attempt: n,
                 not_before: None,
+                series_start: None,
             };
             (task, Duration::ZERO)
         })

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -37,6 +37,7 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/events/{id}/attempts", get(event_attempts))
+        .route("/v1/events/{id}/replay", post(replay_event))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state, require_admin_key))
 }
@@ -185,4 +186,15 @@ async fn get_event(State(s): State<AppState>, Path(id): Path<String>) -> ApiResu
 
 async fn event_attempts(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
     listed(s.admin.event_attempts(&id).await?)
+}
+
+async fn replay_event(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    // An empty body replays to every matching subscription.
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
+    } else {
+        parse(&body)?
+    };
+    let replayed = s.admin.replay_event(&id, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(replayed)).into_response())
 }
