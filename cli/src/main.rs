@@ -21,22 +21,9 @@ enum Command {
     Dev(dev::DevArgs),
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if std::env::var("HOOKHUB_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
+    hookhub::telemetry::init_cli();
     match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
     }

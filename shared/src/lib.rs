@@ -17,6 +17,7 @@ pub mod ports;
 pub mod retry;
 pub mod settings;
 pub mod signing;
+pub mod telemetry;
 pub mod verify;
 pub mod worker;
 

@@ -10,7 +10,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    hookhub::telemetry::init_lambda();
     let ctx = init().await.inspect_err(|e| {
         tracing::error!(error = %e, "dispatcher cannot start");
     })?;
@@ -39,20 +39,4 @@ async fn init() -> Result<DispatcherContext, Error> {
         aws.ensure_resources().await?;
     }
     Ok(DispatcherContext::from_aws(&aws, config, &delivery).await?)
-}
-
-/// JSON lines without colours (CloudWatch shows escape codes verbatim), filtered by `RUST_LOG`
-/// (default `info`). No timestamps: CloudWatch stamps every line.
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_target(false)
-        // Each line lists its spans (the runtime's has the request id); not the innermost twice.
-        .with_current_span(false)
-        .without_time()
-        .init();
 }

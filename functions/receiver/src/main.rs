@@ -7,7 +7,7 @@ use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    hookhub::telemetry::init_lambda();
     let app = init().await.inspect_err(|e| {
         tracing::error!(error = %e, "receiver cannot start");
     })?;
@@ -23,20 +23,4 @@ async fn init() -> Result<axum::Router, Error> {
     }
     let backend = aws.backend().await?;
     Ok(hookhub_receiver::app(backend, config))
-}
-
-/// JSON lines without colours (CloudWatch shows escape codes verbatim), filtered by `RUST_LOG`
-/// (default `info`). No timestamps: CloudWatch stamps every line.
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_target(false)
-        // Each line lists its spans (the runtime's has the request id); not the innermost twice.
-        .with_current_span(false)
-        .without_time()
-        .init();
 }

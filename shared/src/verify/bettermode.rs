@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::common::{
-    check_window_millis, header, hex_sha256, hmac_sha256, json_response, parse_timestamp,
-    require_match, str_at, validate_tolerance, Scheme, DEFAULT_TOLERANCE_SECONDS,
+    hex_sha256, json_response, str_at, validate_tolerance, Scheme, TimestampedSignature,
 };
 use super::{
     ConfigError, EventMeta, HandshakeResponse, InboundRequest, Secrets, VerifyConfig, VerifyError,
@@ -43,19 +42,14 @@ impl Scheme for BettermodeConfig {
             .into_iter()
             .find(|(signature, _)| req.headers.contains_key(*signature))
             .unwrap_or(NAMES[0]);
-        let candidates = hex_sha256(signature, None).signatures(req)?;
-        let ts_text = header(req, timestamp)?;
-        let ts_ms = parse_timestamp(ts_text, timestamp)?;
-        let parts: [&[u8]; 3] = [ts_text.as_bytes(), b":", req.body];
-        require_match(
-            &candidates,
-            &self.secret.macs(|key| hmac_sha256(key, &parts)),
-        )?;
-        check_window_millis(
-            ts_ms,
-            req.now,
-            self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
-        )
+        TimestampedSignature {
+            signature: hex_sha256(signature, None),
+            timestamp_header: timestamp,
+            prefix: b"",
+            separator: b":",
+            millis: true,
+        }
+        .verify(req, &self.secret, self.tolerance_seconds)
     }
 
     fn post_handshake(

@@ -335,6 +335,42 @@ impl SignatureFormat<'_> {
     }
 }
 
+/// Signatures over `{prefix}{timestamp}{separator}{body}`, the timestamp (unix seconds, or
+/// milliseconds when `millis`) sent in a header of its own: Slack, Zoom, Bettermode.
+pub(crate) struct TimestampedSignature<'a> {
+    pub signature: SignatureFormat<'a>,
+    pub timestamp_header: &'a str,
+    pub prefix: &'a [u8],
+    pub separator: &'a [u8],
+    pub millis: bool,
+}
+
+impl TimestampedSignature<'_> {
+    /// The signature is checked before the window, so a stale but genuine request reports
+    /// `timestamp_out_of_range` and a forged one `signature_invalid`.
+    pub(crate) fn verify(
+        &self,
+        req: &InboundRequest<'_>,
+        secrets: &Secrets,
+        tolerance_seconds: Option<u64>,
+    ) -> Result<(), VerifyError> {
+        let candidates = self.signature.signatures(req)?;
+        let ts_text = header(req, self.timestamp_header)?;
+        let ts = parse_timestamp(ts_text, self.timestamp_header)?;
+        let parts: [&[u8]; 4] = [self.prefix, ts_text.as_bytes(), self.separator, req.body];
+        require_match(
+            &candidates,
+            &secrets.macs(|key| hmac(self.signature.algorithm, key, &parts)),
+        )?;
+        let tolerance = tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS);
+        if self.millis {
+            check_window_millis(ts, req.now, tolerance)
+        } else {
+            check_window_seconds(ts, req.now, tolerance)
+        }
+    }
+}
+
 /// The hex HMAC-SHA256 format most providers use.
 pub(crate) const fn hex_sha256<'a>(
     header: &'a str,

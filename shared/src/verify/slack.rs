@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::common::{
-    check_window_seconds, form_as_json, header, hex_sha256, hmac_sha256, is_form,
-    json_or_form_payload, json_response, parse_timestamp, require_match, str_at,
-    validate_tolerance, Scheme, SignatureFormat, DEFAULT_TOLERANCE_SECONDS,
+    form_as_json, hex_sha256, is_form, json_or_form_payload, json_response, str_at,
+    validate_tolerance, Scheme, SignatureFormat, TimestampedSignature,
 };
 use super::{
     ConfigError, EventMeta, HandshakeResponse, InboundRequest, Secrets, VerifyConfig, VerifyError,
@@ -26,6 +25,13 @@ pub struct SlackConfig {
 
 const SIGNATURE: SignatureFormat<'static> = hex_sha256("X-Slack-Signature", Some("v0="));
 const TIMESTAMP: &str = "X-Slack-Request-Timestamp";
+const SIGNED: TimestampedSignature<'static> = TimestampedSignature {
+    signature: SIGNATURE,
+    timestamp_header: TIMESTAMP,
+    prefix: b"v0:",
+    separator: b":",
+    millis: false,
+};
 
 impl Scheme for SlackConfig {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -34,19 +40,7 @@ impl Scheme for SlackConfig {
     }
 
     fn verify(&self, req: &InboundRequest<'_>) -> Result<(), VerifyError> {
-        let candidates = SIGNATURE.signatures(req)?;
-        let ts_text = header(req, TIMESTAMP)?;
-        let ts = parse_timestamp(ts_text, TIMESTAMP)?;
-        let parts: [&[u8]; 4] = [b"v0:", ts_text.as_bytes(), b":", req.body];
-        require_match(
-            &candidates,
-            &self.secret.macs(|key| hmac_sha256(key, &parts)),
-        )?;
-        check_window_seconds(
-            ts,
-            req.now,
-            self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
-        )
+        SIGNED.verify(req, &self.secret, self.tolerance_seconds)
     }
 
     /// Slack accepts the challenge as plain text, form or JSON; JSON is the documented example.

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::common::{
-    check_window_seconds, header, hex_sha256, hmac_sha256, json_response, parse_timestamp,
-    require_match, str_at, validate_tolerance, Scheme, SignatureFormat, DEFAULT_TOLERANCE_SECONDS,
+    hex_sha256, hmac_sha256, json_response, str_at, validate_tolerance, Scheme, SignatureFormat,
+    TimestampedSignature,
 };
 use super::{
     ConfigError, EventMeta, HandshakeResponse, InboundRequest, Secrets, VerifyConfig, VerifyError,
@@ -25,6 +25,13 @@ pub struct ZoomConfig {
 
 const SIGNATURE: SignatureFormat<'static> = hex_sha256("x-zm-signature", Some("v0="));
 const TIMESTAMP: &str = "x-zm-request-timestamp";
+const SIGNED: TimestampedSignature<'static> = TimestampedSignature {
+    signature: SIGNATURE,
+    timestamp_header: TIMESTAMP,
+    prefix: b"v0:",
+    separator: b":",
+    millis: false,
+};
 
 impl Scheme for ZoomConfig {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -33,19 +40,7 @@ impl Scheme for ZoomConfig {
     }
 
     fn verify(&self, req: &InboundRequest<'_>) -> Result<(), VerifyError> {
-        let candidates = SIGNATURE.signatures(req)?;
-        let ts_text = header(req, TIMESTAMP)?;
-        let ts = parse_timestamp(ts_text, TIMESTAMP)?;
-        let parts: [&[u8]; 4] = [b"v0:", ts_text.as_bytes(), b":", req.body];
-        require_match(
-            &candidates,
-            &self.secret.macs(|key| hmac_sha256(key, &parts)),
-        )?;
-        check_window_seconds(
-            ts,
-            req.now,
-            self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
-        )
+        SIGNED.verify(req, &self.secret, self.tolerance_seconds)
     }
 
     fn post_handshake(
