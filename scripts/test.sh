@@ -9,3 +9,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked
 scripts/lambda-smoke.sh
+# Benchmarks are not run in CI, only proven to still run: a seconds-long smoke pass.
+cargo build --locked -p hookhub -p hookhub-receiver -p hookhub-dispatcher -p hookhub-admin -p hookhub-bench
+"${CARGO_TARGET_DIR:-target}/debug/hookhub-bench" all --smoke >/dev/null
+echo "benchmark smoke: ok"

@@ -2,8 +2,11 @@
 //! SQLite or on SQS). In Lambda the event source mapping does the polling instead and the
 //! dispatcher function calls [`Dispatcher::process`] per record.
 //!
-//! Messages are processed concurrently up to `max_in_flight`; a slow subscriber holds one slot,
-//! not the whole batch.
+//! Messages are processed concurrently up to `max_in_flight`. A message still running after
+//! `slot_patience` (waiting on a slow subscriber, in practice) gives its slot back and finishes
+//! on its own, up to `max_open` messages in all, so one slow subscriber cannot hold every slot
+//! and stall the deliveries to everyone else. Either way a message is acknowledged only once
+//! it is fully processed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +20,13 @@ use crate::ports::ReceivedTask;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
+    /// Messages processed at once.
     pub max_in_flight: usize,
+    /// After this long a message no longer counts against `max_in_flight`.
+    pub slot_patience: Duration,
+    /// Messages open at once, those past their patience included (bounds connections and
+    /// memory when a subscriber is slow).
+    pub max_open: usize,
     /// How long a received message stays hidden; must exceed the longest processing time.
     pub visibility_timeout: Duration,
     /// Poll interval when the queue is empty and no wake-up notifier is available.
@@ -31,6 +40,8 @@ impl Default for WorkerOptions {
     fn default() -> Self {
         Self {
             max_in_flight: 64,
+            slot_patience: Duration::from_millis(100),
+            max_open: 1024,
             visibility_timeout: Duration::from_secs(120),
             idle_poll: Duration::from_millis(500),
             sweep_every: Duration::from_secs(30),
@@ -63,6 +74,10 @@ impl Worker {
     /// Runs until `shutdown` turns true, then waits for messages in flight to finish.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.options.max_in_flight.max(1)));
+        let open = Arc::new(Semaphore::new(
+            self.options.max_open.max(self.options.max_in_flight).max(1),
+        ));
+        let patience = self.options.slot_patience;
         let mut in_flight = JoinSet::new();
         let mut next_sweep = tokio::time::Instant::now();
         while !*shutdown.borrow() {
@@ -76,10 +91,15 @@ impl Worker {
             // Reap finished tasks so the set does not grow without bound.
             while in_flight.try_join_next().is_some() {}
 
-            let free = slots.available_permits().min(10);
+            let free = slots
+                .available_permits()
+                .min(open.available_permits())
+                .min(10);
             if free == 0 {
                 tokio::select! {
                     _ = in_flight.join_next() => {}
+                    // A slot given back by a message past its patience.
+                    _ = slots.acquire(), if open.available_permits() > 0 => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -108,10 +128,21 @@ impl Worker {
                     .acquire_owned()
                     .await
                     .expect("semaphore never closed");
+                let opened = open
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
                 let dispatcher = self.dispatcher.clone();
                 in_flight.spawn(async move {
-                    handle_message(&dispatcher, message).await;
-                    drop(permit);
+                    let work = handle_message(&dispatcher, message);
+                    tokio::pin!(work);
+                    if tokio::time::timeout(patience, &mut work).await.is_err() {
+                        // Past its patience: free the slot, keep going under `max_open` only.
+                        drop(permit);
+                        work.await;
+                    }
+                    drop(opened);
                 });
             }
         }

@@ -4,6 +4,11 @@
 //! (SQLite allows a single writer anyway); every call runs on tokio's blocking pool so async
 //! workers are never stalled by disk I/O. WAL with `synchronous=FULL` means a committed insert is
 //! on disk before the receiver answers 2xx to the provider.
+//!
+//! Writes are group-committed: writes issued while another commit is in progress wait, then run
+//! together in one transaction, each in its own savepoint (a failing write rolls back alone), and
+//! are all answered after that transaction's single commit (one fsync). The promise is the same
+//! as one transaction per write: no write is reported done before it is on disk.
 
 mod queue;
 mod stores;
@@ -99,6 +104,8 @@ CREATE TABLE dead_letters (
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
     conn: Arc<Mutex<Connection>>,
+    /// Writes waiting for the next group commit.
+    pending: Arc<Pending>,
     notify: Arc<Notify>,
     max_receives: u32,
 }
@@ -137,6 +144,7 @@ impl SqliteBackend {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            pending: Arc::new(Pending::default()),
             notify: Arc::new(Notify::new()),
             max_receives: DEFAULT_MAX_RECEIVES,
         })
@@ -186,6 +194,115 @@ impl SqliteBackend {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+    }
+
+    /// Runs the write `f` in the next group commit (see the module docs) and returns its result
+    /// once that commit is on disk. `f` runs inside a transaction: it must not begin one itself.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |c| {
+            // `None`: the batch could not start; the commit's error is what gets reported.
+            let result = match c {
+                Some(c) => f(c),
+                None => Err(StoreError::Unavailable("not run".into())),
+            };
+            let ok = result.is_ok();
+            let complete: Completion = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, complete)
+        });
+        self.pending
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(job);
+        let conn = self.conn.clone();
+        let pending = self.pending.clone();
+        // Whoever gets the connection first commits every write queued by then, this one
+        // included; a drain that finds the queue empty (done by an earlier one) is a no-op.
+        tokio::task::spawn_blocking(move || group_commit(&conn, &pending))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("sqlite write was abandoned".into()))?
+    }
+}
+
+/// Reports a write's outcome once the commit it was part of is known.
+type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A queued write: runs on the connection (`None` when the batch could not begin), says whether
+/// it succeeded (else its savepoint is rolled back) and hands back how to report the commit.
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+
+/// The writes waiting for the next group commit.
+#[derive(Default)]
+struct Pending(Mutex<Vec<WriteJob>>);
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queued = self.0.lock().map(|jobs| jobs.len()).unwrap_or(0);
+        f.debug_struct("Pending").field("queued", &queued).finish()
+    }
+}
+
+/// Runs every queued write in one IMMEDIATE transaction, each in a savepoint, commits once and
+/// answers them all.
+fn group_commit(conn: &Mutex<Connection>, pending: &Pending) {
+    let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    let jobs = std::mem::take(&mut *pending.0.lock().unwrap_or_else(PoisonError::into_inner));
+    if jobs.is_empty() {
+        return;
+    }
+    if !conn.is_autocommit() {
+        // A write panicked mid-batch (test builds unwind): drop what that batch left open.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let message = db_err(e).to_string();
+        for job in jobs {
+            let (_, complete) = job(None);
+            complete(Err(StoreError::Unavailable(message.clone())));
+        }
+        return;
+    }
+    let mut completions = Vec::with_capacity(jobs.len());
+    let mut savepoint_error = None;
+    for job in jobs {
+        if let Err(e) = conn.execute_batch("SAVEPOINT w") {
+            savepoint_error = Some(db_err(e).to_string());
+        }
+        let (ok, complete) = job(Some(&conn));
+        let settle = if ok {
+            "RELEASE w"
+        } else {
+            "ROLLBACK TO w; RELEASE w"
+        };
+        if let Err(e) = conn.execute_batch(settle) {
+            savepoint_error = Some(db_err(e).to_string());
+        }
+        completions.push(complete);
+    }
+    let commit = match savepoint_error {
+        // Without working savepoints a failed write may have left changes: commit nothing.
+        Some(message) => Err(message),
+        None => conn
+            .execute_batch("COMMIT")
+            .map_err(|e| db_err(e).to_string()),
+    };
+    if commit.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for complete in completions {
+        complete(
+            commit
+                .clone()
+                .map_err(|message| StoreError::Unavailable(message.to_string())),
+        );
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::{db_err, duration_ms, from_ms, now_ms, SqliteBackend};
@@ -54,14 +54,11 @@ fn new_receipt() -> String {
 }
 
 fn receive(
-    c: &mut Connection,
+    tx: &Connection,
     max: usize,
     visibility: Duration,
     max_receives: u32,
 ) -> StoreResult<Vec<ReceivedTask>> {
-    let tx = c
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err)?;
     let now = now_ms();
     let hidden_until = now.saturating_add(duration_ms(visibility));
     // Candidates are read in full before anything is updated, so with a zero visibility timeout a
@@ -101,7 +98,7 @@ fn receive(
                 receive_count = count,
                 "dead-lettering queue message"
             );
-            move_to_dead_letters(&tx, "id", &id, &reason, now)?;
+            move_to_dead_letters(tx, "id", &id, &reason, now)?;
             continue;
         }
         let receipt = new_receipt();
@@ -117,7 +114,6 @@ fn receive(
             receive_count,
         });
     }
-    tx.commit().map_err(db_err)?;
     Ok(received)
 }
 
@@ -136,10 +132,7 @@ impl TaskQueue for SqliteBackend {
             .iter()
             .map(|(task, delay)| (task.to_json(), duration_ms(*delay)))
             .collect();
-        self.run(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
+        self.write(move |tx| {
             let now = now_ms();
             {
                 let mut stmt = tx
@@ -152,7 +145,7 @@ impl TaskQueue for SqliteBackend {
                         .map_err(db_err)?;
                 }
             }
-            tx.commit().map_err(db_err)
+            Ok(())
         })
         .await?;
         self.wake();
@@ -164,14 +157,14 @@ impl TaskQueue for SqliteBackend {
             return Ok(Vec::new());
         }
         let max_receives = self.max_receives;
-        self.run(move |c| receive(c, max, visibility, max_receives))
+        self.write(move |c| receive(c, max, visibility, max_receives))
             .await
     }
 
     async fn ack(&self, receipt: &str) -> StoreResult<()> {
         let receipt = receipt.to_owned();
         // A receipt replaced by a later receive matches nothing: the ack is a harmless no-op.
-        self.run(move |c| {
+        self.write(move |c| {
             c.execute("DELETE FROM queue WHERE receipt = ?1", [&receipt])
                 .map_err(db_err)?;
             Ok(())
@@ -182,13 +175,10 @@ impl TaskQueue for SqliteBackend {
     async fn dead_letter(&self, message: &ReceivedTask, reason: &str) -> StoreResult<()> {
         let receipt = message.receipt.clone();
         let reason = reason.to_owned();
-        self.run(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
+        self.write(move |tx| {
             // Stale receipt: another consumer holds the message now and will judge it itself.
-            move_to_dead_letters(&tx, "receipt", &receipt, &reason, now_ms())?;
-            tx.commit().map_err(db_err)
+            move_to_dead_letters(tx, "receipt", &receipt, &reason, now_ms())?;
+            Ok(())
         })
         .await
     }
@@ -200,7 +190,7 @@ impl SqliteBackend {
     /// run; there is no need to wait for its visibility timeouts. Returns how many were released.
     pub async fn release_inflight(&self) -> StoreResult<usize> {
         let released = self
-            .run(|c| {
+            .write(|c| {
                 let now = now_ms();
                 c.execute(
                     "UPDATE queue SET visible_at = ?1, receipt = NULL

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
 
 use super::{
@@ -38,7 +38,7 @@ const SUBSCRIPTIONS: RecordTable = RecordTable {
 impl SqliteBackend {
     async fn create_record(&self, t: RecordTable, id: &str, data: String) -> StoreResult<()> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.write(move |c| {
             let sql = format!("INSERT INTO {} (id, data) VALUES (?1, ?2)", t.table);
             c.execute(&sql, params![id, data])
                 .map_err(|e| insert_err(e, || format!("{} {id}", t.kind)))?;
@@ -49,7 +49,7 @@ impl SqliteBackend {
 
     async fn update_record(&self, t: RecordTable, id: &str, data: String) -> StoreResult<()> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.write(move |c| {
             let sql = format!("UPDATE {} SET data = ?2 WHERE id = ?1", t.table);
             match c.execute(&sql, params![id, data]).map_err(db_err)? {
                 0 => Err(StoreError::NotFound(format!("{} {id}", t.kind))),
@@ -97,7 +97,7 @@ impl SqliteBackend {
 
     async fn delete_record(&self, t: RecordTable, id: &str) -> StoreResult<bool> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.write(move |c| {
             let sql = format!("DELETE FROM {} WHERE id = ?1", t.table);
             Ok(c.execute(&sql, [&id]).map_err(db_err)? > 0)
         })
@@ -216,12 +216,9 @@ fn get_event(c: &Connection, id: &str) -> StoreResult<Option<Event>> {
     Ok(query_events(c, &sql, vec![Value::Text(id.to_owned())])?.pop())
 }
 
-/// The dedup check and the insert, in one write transaction so concurrent receivers of the same
-/// delivery store it once.
-fn insert_event(c: &mut Connection, event: &Event, window: Duration) -> StoreResult<InsertOutcome> {
-    let tx = c
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err)?;
+/// The dedup check and the insert, in one write (one transaction, see `SqliteBackend::write`) so
+/// concurrent receivers of the same delivery store it once.
+fn insert_event(tx: &Connection, event: &Event, window: Duration) -> StoreResult<InsertOutcome> {
     let previous: Option<(String, String)> = tx
         .query_row(
             "SELECT event_id, received_at FROM event_dedup WHERE source_id = ?1 AND dedup_key = ?2",
@@ -236,7 +233,7 @@ fn insert_event(c: &mut Connection, event: &Event, window: Duration) -> StoreRes
             window_start(event.received_at, window).is_none_or(|start| original_at > start);
         if within {
             // A key pointing at a missing event is treated as free rather than failing forever.
-            if let Some(original) = get_event(&tx, &original_id)? {
+            if let Some(original) = get_event(tx, &original_id)? {
                 return Ok(InsertOutcome::Duplicate(Box::new(original)));
             }
         }
@@ -267,7 +264,6 @@ fn insert_event(c: &mut Connection, event: &Event, window: Duration) -> StoreRes
         params![event.source_id, event.dedup_key, event.id, received_at],
     )
     .map_err(db_err)?;
-    tx.commit().map_err(db_err)?;
     Ok(InsertOutcome::Inserted)
 }
 
@@ -279,7 +275,7 @@ impl EventStore for SqliteBackend {
         dedup_window: Duration,
     ) -> StoreResult<InsertOutcome> {
         let event = event.clone();
-        self.run(move |c| insert_event(c, &event, dedup_window))
+        self.write(move |c| insert_event(c, &event, dedup_window))
             .await
     }
 
@@ -312,7 +308,7 @@ impl EventStore for SqliteBackend {
 
     async fn mark_enqueued(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.write(move |c| {
             match c
                 .execute("UPDATE events SET enqueued = 1 WHERE id = ?1", [&id])
                 .map_err(db_err)?
@@ -355,7 +351,7 @@ impl AttemptLog for SqliteBackend {
     async fn record_attempt(&self, attempt: &Attempt) -> StoreResult<()> {
         let data = to_json(attempt)?;
         let a = attempt.clone();
-        self.run(move |c| {
+        self.write(move |c| {
             // REPLACE: recording the same (event, subscription, attempt) again is idempotent.
             c.execute(
                 "INSERT OR REPLACE INTO attempts

@@ -33,9 +33,9 @@ impl Scheme for LinearConfig {
     fn verify(&self, req: &InboundRequest<'_>) -> Result<(), VerifyError> {
         SIGNATURE.verify(req, &self.secret, &[req.body])?;
         // Signed content without its timestamp cannot be placed in time: treat it as outside.
-        let timestamp = serde_json::from_slice::<Value>(req.body)
+        let timestamp = serde_json::from_slice::<WebhookTimestamp>(req.body)
             .ok()
-            .and_then(|body| body.get("webhookTimestamp")?.as_i64())
+            .and_then(|body| body.0?.as_i64())
             .ok_or(VerifyError::TimestampOutOfRange)?;
         check_window_millis(
             timestamp,
@@ -57,5 +57,38 @@ impl Scheme for LinearConfig {
             secret: self.secret.redacted(),
             tolerance_seconds: self.tolerance_seconds,
         })
+    }
+}
+
+/// The body's top-level `webhookTimestamp` (the last one, as a parsed `Value` would keep), read
+/// without building the rest of the document: the receiver parses the body once more anyway.
+struct WebhookTimestamp(Option<Value>);
+
+impl<'de> serde::Deserialize<'de> for WebhookTimestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = WebhookTimestamp;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<WebhookTimestamp, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "webhookTimestamp" {
+                        found = Some(map.next_value::<Value>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(WebhookTimestamp(found))
+            }
+        }
+        deserializer.deserialize_map(Visit)
     }
 }
