@@ -1,0 +1,494 @@
+"""Security-relevant facts of template.yaml, checked offline.
+
+Run with `python3 -m unittest discover -s tests/template -v` (scripts/sam-check.sh does) or
+pytest. Needs only what `pip install aws-sam-cli cfn-lint` brings: cfn-lint's YAML loader (it
+understands `!Ref`, `!GetAtt`, `!Sub`...) and the SAM translator, which expands the template
+the way CloudFormation will, so the IAM roles checked here are the ones that get deployed,
+policy templates and managed policies included.
+
+What is asserted:
+- every function's role grants exactly the actions its code paths call, on its own tables,
+  indexes and queues only (the table below cites the calls), with no `*` resource, no wildcard
+  action beyond SAM's `sqs:SendMessage*`, and no managed policy beyond CloudWatch Logs;
+- the task queue redrives to an encrypted dead-letter queue, with a visibility timeout of at
+  least 6x the dispatcher timeout; the dispatcher reports batch item failures;
+- the tables mirror shared/src/aws/setup.rs (keys, types, indexes, projections), with TTL on
+  `expires_at` where setup.rs enables it, on-demand, encrypted, with point-in-time recovery;
+- no secret travels as a plaintext parameter or environment variable;
+- routes, binaries and environment match what the functions expect.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import unittest
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    tomllib = None
+
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+# HOOKHUB_TEMPLATE: check another file (e.g. a deliberately broken copy, to see a test fail).
+TEMPLATE = Path(os.environ.get("HOOKHUB_TEMPLATE") or ROOT / "template.yaml")
+
+# The grants each function needs, from its code paths (shared/src/aws/*.rs). A resource is a
+# logical id, optionally with an index path. `sqs:SendMessage*` is what SAM's
+# SQSSendMessagePolicy grants: SendMessage (SendMessageBatch has no IAM action of its own).
+EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
+    "ReceiverFunction": {
+        # SourceStore::get_source
+        "SourcesTable": {"dynamodb:GetItem"},
+        # insert_event (TransactWriteItems of two Puts), the dedup marker and original
+        # (GetItem), mark_enqueued (UpdateItem)
+        "EventsTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"},
+        # enqueue_dispatch: SqsQueue::send
+        "TaskQueue": {"sqs:SendMessage*"},
+    },
+    "DispatcherFunction": {
+        # get_event; the sweep's list_unenqueued (BatchGetItem) and mark_enqueued (UpdateItem)
+        "EventsTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
+        "EventsTable/index/unenqueued": {"dynamodb:Query"},
+        # list_subscriptions, get_subscription, update_subscription (410 Gone disables)
+        "SubscriptionsTable": {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem"},
+        # attempts_for_event, record_attempt
+        "AttemptsTable": {"dynamodb:Query", "dynamodb:PutItem"},
+        # event source mapping (receive, delete, attributes), retries and hops (send),
+        # dead_letter's delete of the original
+        "TaskQueue": {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:SendMessage*",
+        },
+        # dead_letter: malformed tasks
+        "DeadLetterQueue": {"sqs:SendMessage*"},
+    },
+    "AdminFunction": {
+        # create/update (PutItem), show (GetItem), list (Scan), delete (DeleteItem)
+        "SourcesTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"},
+        "SubscriptionsTable": {
+            "dynamodb:PutItem",
+            "dynamodb:GetItem",
+            "dynamodb:Scan",
+            "dynamodb:DeleteItem",
+        },
+        # get_event, list_events (ids from an index, then BatchGetItem)
+        "EventsTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
+        "EventsTable/index/by-source": {"dynamodb:Query"},
+        "EventsTable/index/by-time": {"dynamodb:Query"},
+        # attempts_for_event, attempts_for_subscription
+        "AttemptsTable": {"dynamodb:Query"},
+        "AttemptsTable/index/by-subscription": {"dynamodb:Query"},
+        # replay_event: send_batch of deliver tasks
+        "TaskQueue": {"sqs:SendMessage*"},
+    },
+}
+
+# The only managed policy a role may carry: SAM attaches it to every role it generates, and it
+# grants CloudWatch Logs writes only.
+ALLOWED_MANAGED_POLICIES = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
+
+EXPECTED_TABLES = ("SourcesTable", "SubscriptionsTable", "EventsTable", "AttemptsTable")
+
+# Variables AwsSettings::from_env requires in every function.
+AWS_SETTINGS_VARS = {
+    "HOOKHUB_SOURCES_TABLE": "SourcesTable",
+    "HOOKHUB_SUBSCRIPTIONS_TABLE": "SubscriptionsTable",
+    "HOOKHUB_EVENTS_TABLE": "EventsTable",
+    "HOOKHUB_ATTEMPTS_TABLE": "AttemptsTable",
+    "HOOKHUB_QUEUE_URL": "TaskQueue",
+    "HOOKHUB_DLQ_URL": "DeadLetterQueue",
+}
+
+SECRETISH = re.compile(r"key|secret|token|password|passphrase|credential|hash|private", re.I)
+SHA256_PATTERN = "^[0-9a-f]{64}$"
+
+
+def load_template() -> dict:
+    template, matches = decode(str(TEMPLATE))
+    if matches:
+        raise AssertionError(f"template.yaml does not parse: {matches}")
+    # Plain dicts and lists (cfn-lint's nodes carry line numbers).
+    return json.loads(json.dumps(template))
+
+
+def transform(template: dict) -> dict:
+    """The template as CloudFormation will see it after the SAM transform (offline)."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    from samtranslator.translator.transform import transform as sam_transform
+
+    sam = copy.deepcopy(template)
+    for resource in sam["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            # `sam build`/`sam package` replace the local path with an S3 location.
+            resource["Properties"]["CodeUri"] = "s3://bucket/key"
+
+    class NoManagedPolicyLookups:
+        # Policies here are ARNs or inline; a name lookup (an IAM call) would be a bug.
+        def load(self):
+            return {}
+
+    return sam_transform(sam, {}, NoManagedPolicyLookups())
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def resource_key(resource) -> str:
+    """The logical id (plus index path) an IAM Resource entry points at, or the literal."""
+    if isinstance(resource, str):
+        return resource
+    if "Fn::GetAtt" in resource:
+        target = resource["Fn::GetAtt"]
+        name, attribute = target if isinstance(target, list) else target.split(".", 1)
+        if attribute != "Arn":
+            raise AssertionError(f"IAM resource from GetAtt {name}.{attribute}, not an ARN")
+        return name
+    if "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        if isinstance(sub, str):
+            # "${EventsTable.Arn}/index/by-source"
+            match = re.fullmatch(r"\$\{(\w+)\.Arn\}(/index/[\w.-]+)?", sub)
+            if not match:
+                raise AssertionError(f"unexpected IAM resource {sub!r}")
+            return match.group(1) + (match.group(2) or "")
+        text, variables = sub
+        # SAM's SQS policy templates: arn:...:${queueName} with queueName = GetAtt X.QueueName.
+        if text == "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${queueName}":
+            target = variables["queueName"].get("Fn::GetAtt")
+            if target and target[1] == "QueueName":
+                return target[0]
+        raise AssertionError(f"unexpected IAM resource {sub!r}")
+    raise AssertionError(f"unexpected IAM resource {resource!r}")
+
+
+def role_grants(role: dict) -> dict[str, set[str]]:
+    grants: dict[str, set[str]] = {}
+    for policy in role["Properties"].get("Policies", []):
+        for statement in as_list(policy["PolicyDocument"]["Statement"]):
+            for forbidden in ("NotAction", "NotResource", "NotPrincipal", "Principal"):
+                assert forbidden not in statement, f"{policy['PolicyName']}: {forbidden}"
+            assert statement["Effect"] == "Allow", statement
+            for resource in as_list(statement["Resource"]):
+                key = resource_key(resource)
+                grants.setdefault(key, set()).update(as_list(statement["Action"]))
+    return grants
+
+
+def rust_constants() -> dict[str, str]:
+    source = (ROOT / "shared/src/aws/dynamo.rs").read_text()
+    return dict(re.findall(r'pub const (\w+): &str = "([^"]*)";', source))
+
+
+def setup_rs_tables() -> dict[str, dict]:
+    """The table layout `Aws::ensure_resources` creates, read from shared/src/aws/setup.rs."""
+    source = (ROOT / "shared/src/aws/setup.rs").read_text()
+    constants = rust_constants()
+
+    def value(token: str) -> str:
+        token = token.strip()
+        if token.startswith('"'):
+            return token.strip('"')
+        return constants[token]
+
+    def spec(body: str) -> dict:
+        hash_key = re.search(r"hash:\s*([^,]+),", body).group(1)
+        range_match = re.search(r"range:\s*Some\(([^)]+)\)", body)
+        indexes = {}
+        for name, ihash, irange, projection in re.findall(
+            r"index\(\s*(\w+),\s*([\w\"-]+),\s*([\w\"-]+),\s*ProjectionType::(\w+),?\s*\)", body
+        ):
+            indexes[value(name)] = {
+                "hash": value(ihash),
+                "range": value(irange),
+                "projection": {"KeysOnly": "KEYS_ONLY", "All": "ALL", "Include": "INCLUDE"}[projection],
+            }
+        return {
+            "hash": value(hash_key),
+            "range": value(range_match.group(1)) if range_match else None,
+            "indexes": indexes,
+            "ttl": constants["EXPIRES_AT"] if re.search(r"ttl:\s*true", body) else None,
+        }
+
+    blocks = dict(re.findall(r"let (\w+) = \|?\w*\|? ?TableSpec \{(.*?)\n\s*\};", source, re.S))
+    plain = spec(blocks["plain"])
+    # Every key attribute is a string (ScalarAttributeType::S) and no other type is used.
+    assert set(re.findall(r"ScalarAttributeType::(\w+)", source)) == {"S"}, (
+        "setup.rs uses a key type other than S: update the template and this test"
+    )
+    tables = {
+        "SourcesTable": plain,
+        "SubscriptionsTable": plain,
+        "EventsTable": spec(blocks["events"]),
+        "AttemptsTable": spec(blocks["attempts"]),
+    }
+    # Guard the parser itself: what docs/aws-layout.md describes.
+    assert set(tables["EventsTable"]["indexes"]) == {"by-source", "by-time", "unenqueued"}, tables
+    assert set(tables["AttemptsTable"]["indexes"]) == {"by-subscription"}, tables
+    return tables
+
+
+class TemplateTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.template = load_template()
+        cls.resources = cls.template["Resources"]
+        cls.parameters = cls.template["Parameters"]
+        cls.deployed = transform(cls.template)["Resources"]
+
+    def functions(self):
+        return {
+            name: resource
+            for name, resource in self.resources.items()
+            if resource["Type"] == "AWS::Serverless::Function"
+        }
+
+    # --- IAM ------------------------------------------------------------------------------
+
+    def test_each_function_has_exactly_its_grants_on_its_own_resources(self):
+        self.assertEqual(set(self.functions()), set(EXPECTED_GRANTS))
+        for function, expected in EXPECTED_GRANTS.items():
+            with self.subTest(function=function):
+                role = self.deployed[f"{function}Role"]
+                self.assertEqual(role_grants(role), expected)
+
+    def test_no_wildcards_and_no_broad_managed_policies(self):
+        for name, resource in self.deployed.items():
+            if resource["Type"] != "AWS::IAM::Role":
+                continue
+            with self.subTest(role=name):
+                managed = set(resource["Properties"].get("ManagedPolicyArns", []))
+                self.assertLessEqual(managed, ALLOWED_MANAGED_POLICIES)
+                for policy in resource["Properties"].get("Policies", []):
+                    for statement in as_list(policy["PolicyDocument"]["Statement"]):
+                        for resource_entry in as_list(statement["Resource"]):
+                            self.assertNotIn("*", json.dumps(resource_entry).replace("index/", ""))
+                        for action in as_list(statement["Action"]):
+                            self.assertTrue(
+                                "*" not in action or action == "sqs:SendMessage*",
+                                f"{name}: wildcard action {action}",
+                            )
+
+    def test_functions_use_sam_generated_roles(self):
+        # An explicit Role would bypass the checks above.
+        for name, function in self.functions().items():
+            self.assertNotIn("Role", function["Properties"], name)
+
+    # --- SQS ------------------------------------------------------------------------------
+
+    def test_task_queue_redrives_to_an_encrypted_dead_letter_queue(self):
+        queue = self.resources["TaskQueue"]["Properties"]
+        dlq = self.resources["DeadLetterQueue"]["Properties"]
+        self.assertEqual(queue["RedrivePolicy"]["deadLetterTargetArn"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
+        self.assertEqual(queue["RedrivePolicy"]["maxReceiveCount"], {"Ref": "MaxReceiveCount"})
+        self.assertIn("MaxReceiveCount", self.parameters)
+        for props in (queue, dlq):
+            self.assertIs(props.get("SqsManagedSseEnabled"), True)
+            self.assertEqual(props.get("MessageRetentionPeriod"), 1209600)
+        self.assertNotIn("RedrivePolicy", dlq)
+
+    def test_visibility_timeout_is_at_least_six_times_the_dispatcher_timeout(self):
+        timeout = self.resources["DispatcherFunction"]["Properties"]["Timeout"]
+        self.assertEqual(timeout, {"Ref": "DispatcherTimeout"})
+        visibility = self.resources["TaskQueue"]["Properties"]["VisibilityTimeout"]
+        self.assertEqual(
+            visibility,
+            {"Fn::FindInMap": ["DispatcherTimeouts", {"Ref": "DispatcherTimeout"}, "VisibilityTimeout"]},
+        )
+        allowed = self.parameters["DispatcherTimeout"]["AllowedValues"]
+        window = self.parameters["DispatcherBatchingWindow"]["MaxValue"]
+        mapping = self.template["Mappings"]["DispatcherTimeouts"]
+        self.assertEqual(set(mapping), {str(t) for t in allowed})
+        for seconds in allowed:
+            with self.subTest(timeout=seconds):
+                self.assertGreaterEqual(
+                    mapping[str(seconds)]["VisibilityTimeout"], 6 * int(seconds) + int(window)
+                )
+
+    def test_dispatcher_reports_batch_item_failures(self):
+        mappings = [
+            r["Properties"]
+            for r in self.deployed.values()
+            if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        ]
+        self.assertEqual(len(mappings), 1)
+        esm = mappings[0]
+        self.assertEqual(esm["EventSourceArn"], {"Fn::GetAtt": ["TaskQueue", "Arn"]})
+        self.assertEqual(esm["FunctionName"], {"Ref": "DispatcherFunction"})
+        self.assertEqual(esm["FunctionResponseTypes"], ["ReportBatchItemFailures"])
+        self.assertEqual(esm["ScalingConfig"]["MaximumConcurrency"], {"Ref": "DispatcherMaxConcurrency"})
+        self.assertIn("BatchSize", esm)
+        self.assertIn("MaximumBatchingWindowInSeconds", esm)
+
+    def test_dispatcher_may_feed_its_own_queue(self):
+        # Retry chains and 900 s hops are longer than recursive loop detection's 16 hops.
+        self.assertEqual(self.resources["DispatcherFunction"]["Properties"]["RecursiveLoop"], "Allow")
+
+    # --- DynamoDB -------------------------------------------------------------------------
+
+    def test_tables_mirror_setup_rs(self):
+        for name, spec in setup_rs_tables().items():
+            with self.subTest(table=name):
+                props = self.resources[name]["Properties"]
+                keys = {k["KeyType"]: k["AttributeName"] for k in props["KeySchema"]}
+                self.assertEqual(keys.get("HASH"), spec["hash"])
+                self.assertEqual(keys.get("RANGE"), spec["range"])
+                indexes = {
+                    ix["IndexName"]: {
+                        "hash": next(k["AttributeName"] for k in ix["KeySchema"] if k["KeyType"] == "HASH"),
+                        "range": next(k["AttributeName"] for k in ix["KeySchema"] if k["KeyType"] == "RANGE"),
+                        "projection": ix["Projection"]["ProjectionType"],
+                    }
+                    for ix in props.get("GlobalSecondaryIndexes", [])
+                }
+                self.assertEqual(indexes, spec["indexes"])
+                self.assertNotIn("LocalSecondaryIndexes", props)
+                key_attributes = {spec["hash"]} | {spec["range"]} - {None}
+                for ix in spec["indexes"].values():
+                    key_attributes |= {ix["hash"], ix["range"]}
+                self.assertEqual(
+                    {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]},
+                    {a: "S" for a in key_attributes},
+                )
+                ttl = props.get("TimeToLiveSpecification")
+                if spec["ttl"]:
+                    self.assertEqual(ttl, {"AttributeName": spec["ttl"], "Enabled": True})
+                else:
+                    self.assertIsNone(ttl)
+
+    def test_ttl_is_on_for_events_and_attempts(self):
+        for name in ("EventsTable", "AttemptsTable"):
+            ttl = self.resources[name]["Properties"]["TimeToLiveSpecification"]
+            self.assertEqual(ttl, {"AttributeName": "expires_at", "Enabled": True})
+
+    def test_tables_are_on_demand_encrypted_recoverable_and_retained(self):
+        for name in EXPECTED_TABLES:
+            with self.subTest(table=name):
+                resource = self.resources[name]
+                props = resource["Properties"]
+                self.assertEqual(props["BillingMode"], "PAY_PER_REQUEST")
+                self.assertIs(props["SSESpecification"]["SSEEnabled"], True)
+                self.assertIs(props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], True)
+                self.assertNotIn("TableName", props)
+                self.assertEqual(resource["DeletionPolicy"], "Retain")
+                self.assertEqual(resource["UpdateReplacePolicy"], "Retain")
+
+    # --- Secrets --------------------------------------------------------------------------
+
+    def test_no_plaintext_secret_parameter(self):
+        secretish = [name for name in self.parameters if SECRETISH.search(name)]
+        self.assertIn("AdminKeySha256", secretish)
+        for name in secretish:
+            with self.subTest(parameter=name):
+                parameter = self.parameters[name]
+                self.assertNotIn("Default", parameter)
+                if parameter["Type"].startswith("AWS::SSM::Parameter::"):
+                    continue
+                self.assertIs(parameter.get("NoEcho"), True)
+                self.assertTrue(name.endswith("Sha256"), f"{name}: only hashes may be parameters")
+                self.assertEqual(parameter.get("AllowedPattern"), SHA256_PATTERN)
+
+    def test_no_secret_in_function_environments(self):
+        globals_env = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        for name, function in self.functions().items():
+            variables = {**globals_env, **function["Properties"].get("Environment", {}).get("Variables", {})}
+            with self.subTest(function=name):
+                # The plain admin key is for local development only.
+                self.assertNotIn("HOOKHUB_ADMIN_KEY", variables)
+                self.assertNotIn("HOOKHUB_ALLOW_PRIVATE_TARGETS", variables)
+                self.assertNotIn("HOOKHUB_CREATE_RESOURCES", variables)
+                for variable, value in variables.items():
+                    if SECRETISH.search(variable):
+                        self.assertEqual(variable, "HOOKHUB_ADMIN_KEY_SHA256")
+                        self.assertEqual(value, {"Ref": "AdminKeySha256"})
+        admin = self.resources["AdminFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(admin["HOOKHUB_ADMIN_KEY_SHA256"], {"Ref": "AdminKeySha256"})
+
+    # --- Functions, API -------------------------------------------------------------------
+
+    def test_functions_build_their_crates_binary(self):
+        expected = {"ReceiverFunction": "receiver", "DispatcherFunction": "dispatcher", "AdminFunction": "admin"}
+        globals_fn = self.template["Globals"]["Function"]
+        self.assertEqual(globals_fn["Runtime"], "provided.al2023")
+        self.assertEqual(globals_fn["Handler"], "bootstrap")
+        self.assertEqual(globals_fn["Architectures"], [{"Ref": "Architecture"}])
+        self.assertEqual(self.parameters["Architecture"]["Default"], "arm64")
+        self.assertEqual(globals_fn["LoggingConfig"]["LogFormat"], "JSON")
+        for name, binary in expected.items():
+            with self.subTest(function=name):
+                function = self.resources[name]
+                self.assertEqual(function["Metadata"]["BuildMethod"], "rust-cargolambda")
+                self.assertEqual(function["Metadata"]["BuildProperties"]["Binary"], binary)
+                crate = ROOT / function["Properties"]["CodeUri"] / "Cargo.toml"
+                self.assertTrue(crate.is_file(), crate)
+                if tomllib:
+                    manifest = tomllib.loads(crate.read_text())
+                    bins = [b["name"] for b in manifest.get("bin", [])]
+                    self.assertIn(binary, bins)
+
+    def test_every_function_gets_its_resource_names(self):
+        globals_env = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        for variable, logical_id in AWS_SETTINGS_VARS.items():
+            self.assertEqual(globals_env[variable], {"Ref": logical_id})
+
+    def test_routes(self):
+        routes = set()
+        for name, function in self.functions().items():
+            for event in function["Properties"].get("Events", {}).values():
+                if event["Type"] == "HttpApi":
+                    props = event["Properties"]
+                    self.assertEqual(props["ApiId"], {"Ref": "HttpApi"})
+                    self.assertEqual(props["PayloadFormatVersion"], "2.0")
+                    routes.add((props["Method"], props["Path"], name))
+                else:
+                    # An `SQS` event would attach AWSLambdaSQSQueueExecutionRole (sqs:* on *).
+                    self.assertNotEqual(event["Type"], "SQS", name)
+        self.assertEqual(
+            routes,
+            {
+                ("POST", "/webhooks/{source}", "ReceiverFunction"),
+                ("GET", "/webhooks/{source}", "ReceiverFunction"),
+                ("ANY", "/v1/{proxy+}", "AdminFunction"),
+            },
+        )
+        api = self.resources["HttpApi"]["Properties"]
+        # The `$default` stage: lambda_http sees unprefixed paths.
+        self.assertNotIn("StageName", api)
+        self.assertIn("ThrottlingRateLimit", api["DefaultRouteSettings"])
+        self.assertIn("ThrottlingBurstLimit", api["DefaultRouteSettings"])
+
+    def test_sweep_schedule_invokes_the_dispatcher(self):
+        sweep = self.resources["DispatcherFunction"]["Properties"]["Events"]["Sweep"]
+        # `Schedule` (an EventBridge rule) sends "detail-type": "Scheduled Event", which the
+        # dispatcher recognises; `ScheduleV2` would send a payload of its own.
+        self.assertEqual(sweep["Type"], "Schedule")
+
+    def test_alarms(self):
+        dlq = self.resources["DeadLetterQueueAlarm"]["Properties"]
+        self.assertEqual(dlq["MetricName"], "ApproximateNumberOfMessagesVisible")
+        self.assertEqual(dlq["Dimensions"][0]["Value"], {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]})
+        self.assertEqual((dlq["Threshold"], dlq["ComparisonOperator"]), (0, "GreaterThanThreshold"))
+        errors = self.resources["DispatcherErrorsAlarm"]["Properties"]
+        self.assertEqual((errors["Namespace"], errors["MetricName"]), ("AWS/Lambda", "Errors"))
+        self.assertEqual(errors["Dimensions"][0]["Value"], {"Ref": "DispatcherFunction"})
+        self.assertEqual(self.resources["AlarmTopic"]["Condition"], "HasAlarmEmail")
+        self.assertEqual(self.resources["AlarmEmailSubscription"]["Condition"], "HasAlarmEmail")
+
+    def test_outputs(self):
+        outputs = self.template["Outputs"]
+        self.assertTrue(outputs["IngestUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/{source}"))
+        self.assertTrue(outputs["AdminApiUrl"]["Value"]["Fn::Sub"].endswith("/v1"))
+        for name in ("TaskQueueUrl", "DeadLetterQueueUrl", *(t + "Name" for t in EXPECTED_TABLES)):
+            self.assertIn(name, outputs)
+
+
+if __name__ == "__main__":
+    unittest.main()
