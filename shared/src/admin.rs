@@ -375,14 +375,7 @@ impl Admin {
                 }
                 vec![sub]
             }
-            None => self
-                .backend
-                .subscriptions
-                .list_subscriptions()
-                .await?
-                .into_iter()
-                .filter(|s| s.matches(&event.source_id, &event.event_type))
-                .collect(),
+            None => crate::dispatch::matching_subscriptions(&self.backend, &event).await?,
         };
         let attempts = self.backend.attempts.attempts_for_event(id).await?;
         let tasks: Vec<(Task, std::time::Duration)> = targets

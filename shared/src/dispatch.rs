@@ -108,14 +108,7 @@ impl Dispatcher {
             tracing::warn!(event_id, "dispatch task for an event that no longer exists");
             return Ok(());
         };
-        let subscriptions: Vec<Subscription> = self
-            .backend
-            .subscriptions
-            .list_subscriptions()
-            .await?
-            .into_iter()
-            .filter(|s| s.matches(&event.source_id, &event.event_type))
-            .collect();
+        let subscriptions = matching_subscriptions(&self.backend, &event).await?;
         if subscriptions.is_empty() {
             tracing::info!(event_id, event_type = %event.event_type, "no matching subscription");
             return Ok(());
@@ -300,6 +293,20 @@ impl Dispatcher {
             .update_subscription(&current)
             .await
     }
+}
+
+/// The enabled subscriptions that want `event`.
+pub async fn matching_subscriptions(
+    backend: &Backend,
+    event: &Event,
+) -> Result<Vec<Subscription>, StoreError> {
+    Ok(backend
+        .subscriptions
+        .list_subscriptions()
+        .await?
+        .into_iter()
+        .filter(|s| s.matches(&event.source_id, &event.event_type))
+        .collect())
 }
 
 enum Plan {

@@ -139,16 +139,7 @@ async fn failing_subscriber_is_retried_and_every_attempt_is_logged() {
         got.iter().all(|r| r.header("webhook-id") == event_id),
         "webhook-id is stable across retries"
     );
-    let server_ref = &server;
-    let id = event_id.clone();
-    let mut log = Vec::new();
-    for _ in 0..200 {
-        log = attempts(server_ref, &id).await;
-        if log.len() == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let log = wait_until_attempts(&server, &event_id, |log| log.len() == 4).await;
     let flaky_log: Vec<&Value> = log
         .iter()
         .filter(|a| a["subscription_id"] == flaky_id.as_str())
@@ -184,18 +175,11 @@ async fn exhausted_retries_mark_the_delivery_failed_and_410_disables_the_subscri
     // Schedule of 3 delays = 4 attempts in all.
     down.wait_for(4, WAIT).await;
     let admin = server.admin();
-    let mut log = Vec::new();
-    let done = |log: &Vec<Value>| {
+    let log = wait_until_attempts(&server, &event_id, |log| {
         log.iter()
             .any(|a| a["subscription_id"] == down_id.as_str() && a["attempt"] == 4)
-    };
-    for _ in 0..200 {
-        log = attempts(&server, &event_id).await;
-        if done(&log) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let last = log
         .iter()
         .find(|a| a["subscription_id"] == down_id.as_str() && a["attempt"] == 4)
