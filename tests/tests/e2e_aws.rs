@@ -217,3 +217,97 @@ async fn dispatcher_killed_mid_batch_redelivers_with_the_same_webhook_id() {
         sink.count() - distinct().len()
     );
 }
+
+/// What goes missing during the outage.
+#[derive(Clone, Copy)]
+enum Outage {
+    Queue,
+    EventsTable,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_unreachable_at_the_receiver_answers_503_and_the_retry_is_delivered_once() {
+    outage_then_retry(Outage::Queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_unreachable_at_the_receiver_answers_503_and_the_retry_is_delivered_once() {
+    outage_then_retry(Outage::EventsTable).await;
+}
+
+async fn outage_then_retry(outage: Outage) {
+    let aws = fresh_aws().await;
+    let options = DevOptions {
+        // Keep the sweep out: the provider's retry must complete the work.
+        sweep_grace: Duration::from_secs(3600),
+        ..DevOptions::default()
+    };
+    let server = start(aws.settings().clone(), options, Duration::from_secs(900)).await;
+    setup_source(&server).await;
+    let sink = Sink::start().await;
+    server
+        .admin()
+        .post("/v1/subscriptions", json!({"url": sink.url}))
+        .await;
+
+    // The task queue or the events table disappears (deleted, or unreachable).
+    match outage {
+        Outage::Queue => {
+            let queue_url = aws.queue().await.unwrap().queue_url().to_string();
+            aws.sqs()
+                .delete_queue()
+                .queue_url(&queue_url)
+                .send()
+                .await
+                .unwrap();
+        }
+        Outage::EventsTable => {
+            let table = aws.settings().events_table.clone();
+            aws.dynamodb()
+                .delete_table()
+                .table_name(table)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let body = r#"{"type":"order.paid","n":"outage"}"#;
+    let ts = chrono::Utc::now().timestamp();
+    let key = hookhub::signing::decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let signature = format!(
+        "v1,{}",
+        hookhub::signing::sign_with_key(&key, "msg_outage", ts, body.as_bytes())
+    );
+    let send = || {
+        reqwest::Client::new()
+            .post(server.ingest_url("shop"))
+            .header("content-type", "application/json")
+            .header("webhook-id", "msg_outage")
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature.clone())
+            .body(body)
+            .send()
+    };
+    let response = send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "unavailable");
+
+    // The resource is back; the provider retries.
+    aws.ensure_resources().await.unwrap();
+    let response = send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let ok: Value = response.json().await.unwrap();
+    // Queue down: the event was stored and the retry completes it (a duplicate of it).
+    // Table down: nothing was stored and the retry stores it.
+    assert_eq!(ok["duplicate"], matches!(outage, Outage::Queue));
+    let got = sink.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("webhook-id"), ok["id"].as_str().unwrap());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "sent=2 acknowledged=1 delivered={} duplicated={}",
+        sink.count(),
+        sink.count() - 1
+    );
+    assert_eq!(sink.count(), 1, "delivered exactly once");
+}
