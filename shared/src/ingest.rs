@@ -2,15 +2,19 @@
 //! store the event and enqueue its dispatch task.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{new_id, Event, Task};
-use crate::ports::{Backend, InsertOutcome, StoreError};
+use crate::ports::{
+    Backend, EventStore, InsertOutcome, Intake, StoreError, StoreResult, Stored, TaskQueue,
+};
 use crate::verify::{HandshakeResponse, InboundRequest, VerifyError};
 
 /// Receiver settings.
@@ -164,48 +168,68 @@ impl Ingestor {
         // Storing and enqueueing run on their own task: if the provider disconnects, the
         // request future is dropped, but this work still finishes, so no event is left stored
         // and not enqueued (the sweep covers crashes).
-        let backend = self.backend.clone();
+        let intake = self.backend.intake.clone();
         let window = self.config.dedup_window;
-        let stored = tokio::spawn(async move { store_and_enqueue(&backend, event, window).await })
+        let stored = tokio::spawn(async move { intake.store_and_enqueue(&event, window).await })
             .await
             .map_err(|e| IngestError::Unavailable(StoreError::Unavailable(e.to_string())))?
             .map_err(IngestError::Unavailable)?;
         Ok(IngestOutcome::Accepted {
-            event_id: stored.0,
-            duplicate: stored.1,
+            event_id: stored.event_id,
+            duplicate: stored.duplicate,
         })
     }
 }
 
-/// Inserts the event (deduplicated) and makes sure its dispatch task is on the queue.
-/// Returns the id of the stored event (the original one for a duplicate) and whether it was a
-/// duplicate. A duplicate whose original never got enqueued (an earlier failure) is enqueued now,
-/// which is how a provider's retry after a 503 completes the work.
-pub async fn store_and_enqueue(
-    backend: &Backend,
-    event: Event,
-    dedup_window: Duration,
-) -> Result<(String, bool), StoreError> {
-    match backend.events.insert_event(&event, dedup_window).await? {
-        InsertOutcome::Inserted => {
-            enqueue_dispatch(backend, &event.id).await?;
-            Ok((event.id, false))
-        }
-        InsertOutcome::Duplicate(original) => {
-            if !original.enqueued {
-                enqueue_dispatch(backend, &original.id).await?;
-            }
-            Ok((original.id, true))
-        }
+/// The [`Intake`] of adapters that keep events and the queue apart (DynamoDB and SQS): insert
+/// (deduplicated), send the task, then mark the event enqueued. A failure after the insert leaves
+/// the event unenqueued, for the provider's retry (a duplicate, enqueued then) or the sweep.
+pub struct StoreThenEnqueue {
+    events: Arc<dyn EventStore>,
+    queue: Arc<dyn TaskQueue>,
+}
+
+impl StoreThenEnqueue {
+    pub fn new(events: Arc<dyn EventStore>, queue: Arc<dyn TaskQueue>) -> Self {
+        Self { events, queue }
     }
 }
 
-async fn enqueue_dispatch(backend: &Backend, event_id: &str) -> Result<(), StoreError> {
+#[async_trait]
+impl Intake for StoreThenEnqueue {
+    async fn store_and_enqueue(
+        &self,
+        event: &Event,
+        dedup_window: Duration,
+    ) -> StoreResult<Stored> {
+        let (event_id, duplicate) = match self.events.insert_event(event, dedup_window).await? {
+            InsertOutcome::Inserted => (event.id.clone(), false),
+            InsertOutcome::Duplicate(original) if original.enqueued => {
+                return Ok(Stored {
+                    event_id: original.id,
+                    duplicate: true,
+                })
+            }
+            InsertOutcome::Duplicate(original) => (original.id, true),
+        };
+        enqueue_dispatch(&*self.events, &*self.queue, &event_id).await?;
+        Ok(Stored {
+            event_id,
+            duplicate,
+        })
+    }
+}
+
+async fn enqueue_dispatch(
+    events: &dyn EventStore,
+    queue: &dyn TaskQueue,
+    event_id: &str,
+) -> Result<(), StoreError> {
     let task = Task::Dispatch {
         event_id: event_id.to_string(),
     };
-    backend.queue.send(&task, Duration::ZERO).await?;
-    backend.events.mark_enqueued(event_id).await
+    queue.send(&task, Duration::ZERO).await?;
+    events.mark_enqueued(event_id).await
 }
 
 /// Enqueues events that were stored but never confirmed enqueued (process crash between the two
@@ -215,7 +239,7 @@ pub async fn sweep_unenqueued(backend: &Backend, grace: Duration) -> Result<usiz
     let stragglers = backend.events.list_unenqueued(cutoff, 100).await?;
     for event in &stragglers {
         tracing::warn!(event_id = %event.id, "enqueueing an event left unenqueued");
-        enqueue_dispatch(backend, &event.id).await?;
+        enqueue_dispatch(&*backend.events, &*backend.queue, &event.id).await?;
     }
     Ok(stragglers.len())
 }

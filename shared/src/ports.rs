@@ -132,6 +132,28 @@ pub trait TaskQueue: Send + Sync {
     async fn dead_letter(&self, message: &ReceivedTask, reason: &str) -> StoreResult<()>;
 }
 
+/// What the receiver needs of storage: a verified event stored (deduplicated) with its dispatch
+/// task on the queue. [`StoreThenEnqueue`](crate::ingest::StoreThenEnqueue) composes it from
+/// [`EventStore`] and [`TaskQueue`] in three steps, the unconfirmed ones covered by the
+/// unenqueued sweep; an adapter holding both in one database (SQLite) does it in one transaction.
+#[async_trait]
+pub trait Intake: Send + Sync {
+    /// Stores `event` unless it duplicates one stored within `dedup_window`, and makes sure the
+    /// stored event's dispatch task is on the queue: a duplicate whose original never got
+    /// enqueued (an earlier failure) is enqueued now, which is how a provider's retry after a 503
+    /// completes the work.
+    async fn store_and_enqueue(&self, event: &Event, dedup_window: Duration)
+        -> StoreResult<Stored>;
+}
+
+/// The outcome of [`Intake::store_and_enqueue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The stored event: the new one, or the original of a duplicate.
+    pub event_id: String,
+    pub duplicate: bool,
+}
+
 /// The set of adapters a process runs on.
 #[derive(Clone)]
 pub struct Backend {
@@ -140,20 +162,49 @@ pub struct Backend {
     pub events: Arc<dyn EventStore>,
     pub attempts: Arc<dyn AttemptLog>,
     pub queue: Arc<dyn TaskQueue>,
+    pub intake: Arc<dyn Intake>,
 }
 
 impl Backend {
+    /// A backend from one adapter per port; the intake is composed from `events` and `queue`.
+    pub fn from_parts(
+        sources: Arc<dyn SourceStore>,
+        subscriptions: Arc<dyn SubscriptionStore>,
+        events: Arc<dyn EventStore>,
+        attempts: Arc<dyn AttemptLog>,
+        queue: Arc<dyn TaskQueue>,
+    ) -> Self {
+        let intake = Arc::new(crate::ingest::StoreThenEnqueue::new(
+            events.clone(),
+            queue.clone(),
+        ));
+        Self {
+            sources,
+            subscriptions,
+            events,
+            attempts,
+            queue,
+            intake,
+        }
+    }
+
     /// One adapter value implementing every port (the SQLite database, for example).
     pub fn from_single<T>(adapter: Arc<T>) -> Self
     where
         T: SourceStore + SubscriptionStore + EventStore + AttemptLog + TaskQueue + 'static,
     {
-        Self {
-            sources: adapter.clone(),
-            subscriptions: adapter.clone(),
-            events: adapter.clone(),
-            attempts: adapter.clone(),
-            queue: adapter,
-        }
+        Self::from_parts(
+            adapter.clone(),
+            adapter.clone(),
+            adapter.clone(),
+            adapter.clone(),
+            adapter,
+        )
+    }
+
+    /// Replaces the composed intake with an adapter's own (an atomic one).
+    pub fn with_intake(mut self, intake: Arc<dyn Intake>) -> Self {
+        self.intake = intake;
+        self
     }
 }

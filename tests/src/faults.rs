@@ -26,19 +26,23 @@ impl Faults {
         flag.store(down, Ordering::SeqCst);
     }
 
-    /// Wraps the queue and event store of `backend`.
+    /// Wraps the queue and event store of `backend`. The receiver then stores and enqueues in
+    /// separate steps through them (the DynamoDB + SQS way), whatever `backend` would do, so
+    /// each step can be failed on its own.
     pub fn wrap(self: &Arc<Self>, backend: Backend) -> Backend {
-        Backend {
-            events: Arc::new(FaultyEvents {
-                inner: backend.events.clone(),
+        Backend::from_parts(
+            backend.sources,
+            backend.subscriptions,
+            Arc::new(FaultyEvents {
+                inner: backend.events,
                 faults: self.clone(),
             }),
-            queue: Arc::new(FaultyQueue {
-                inner: backend.queue.clone(),
+            backend.attempts,
+            Arc::new(FaultyQueue {
+                inner: backend.queue,
                 faults: self.clone(),
             }),
-            ..backend
-        }
+        )
     }
 }
 

@@ -20,13 +20,13 @@ async fn start(settings: AwsSettings, options: DevOptions, hop: Duration) -> Dev
         let aws = Aws::new(&sdk_config().await, settings);
         let store = Arc::new(aws.store());
         let queue = aws.queue().await.expect("queue").with_max_delay(hop);
-        let backend = Backend {
-            sources: store.clone(),
-            subscriptions: store.clone(),
-            events: store.clone(),
-            attempts: store,
-            queue: Arc::new(queue),
-        };
+        let backend = Backend::from_parts(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            store,
+            Arc::new(queue),
+        );
         (backend, None)
     })
     .await

@@ -87,13 +87,13 @@ impl Aws {
     /// Every port on AWS.
     pub async fn backend(&self) -> StoreResult<Backend> {
         let store = Arc::new(self.store());
-        Ok(Backend {
-            sources: store.clone(),
-            subscriptions: store.clone(),
-            events: store.clone(),
-            attempts: store,
-            queue: Arc::new(self.queue().await?),
-        })
+        Ok(Backend::from_parts(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            store,
+            Arc::new(self.queue().await?),
+        ))
     }
 
     async fn queue_url(&self, queue: &QueueRef) -> StoreResult<String> {

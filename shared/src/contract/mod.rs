@@ -9,6 +9,7 @@
 //! calls that may return fewer messages than are visible (or long-poll), and waits of several
 //! seconds through polling loops rather than tight timing asserts.
 
+mod intake;
 mod queue;
 mod stores;
 
@@ -21,6 +22,7 @@ use crate::domain::{new_id, Attempt, DeliveryState, Event, Secret, Source, Subsc
 use crate::ports::Backend;
 use crate::verify::VerifyConfig;
 
+pub use intake::*;
 pub use queue::*;
 pub use stores::*;
 
@@ -53,6 +55,8 @@ macro_rules! contract_tests {
             queue_batch_send,
             queue_dead_letter_removes_message,
             concurrent_inserts_same_dedup_key_yield_one_event,
+            intake_stores_enqueues_and_deduplicates,
+            intake_completes_an_unenqueued_original,
         );
     };
     (@each $make:expr; $($check:ident),+ $(,)?) => {

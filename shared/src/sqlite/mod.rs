@@ -1,22 +1,25 @@
 //! The embedded adapter: every port on one SQLite database file.
 //!
-//! Used by the local dev server and the CLI. One connection behind a mutex serialises all work
-//! (SQLite allows a single writer anyway); every call runs on tokio's blocking pool so async
-//! workers are never stalled by disk I/O. WAL with `synchronous=FULL` means a committed insert is
-//! on disk before the receiver answers 2xx to the provider.
+//! Used by the local dev server and the CLI. Each connection lives on a thread of its own: one
+//! writer (SQLite allows a single writer anyway) and, for a file, one reader, so lookups are never
+//! stuck behind a commit's fsync. Async callers hand closures to those threads over a channel and
+//! await the answer, so tokio's workers are never stalled by disk I/O. WAL with
+//! `synchronous=FULL` means a committed insert is on disk before the receiver answers 2xx.
 //!
-//! Writes are group-committed: writes issued while another commit is in progress wait, then run
-//! together in one transaction, each in its own savepoint (a failing write rolls back alone), and
-//! are all answered after that transaction's single commit (one fsync). The promise is the same
-//! as one transaction per write: no write is reported done before it is on disk.
+//! Writes are group-committed: writes queued while a commit is in progress run together in the
+//! next transaction, each in its own savepoint (a failing write rolls back alone), and are all
+//! answered after that transaction's single commit (one fsync). The promise is the same as one
+//! transaction per write: no write is reported done before it is on disk.
 
 mod queue;
 mod stores;
 #[cfg(test)]
 mod tests;
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
@@ -103,9 +106,11 @@ CREATE TABLE dead_letters (
 /// [`Self::release_inflight`] after handing another to [`Self::into_backend`].
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
-    conn: Arc<Mutex<Connection>>,
-    /// Writes waiting for the next group commit.
-    pending: Arc<Pending>,
+    /// The writer thread; every write, and the reads of an in-memory database.
+    writer: mpsc::Sender<Job>,
+    /// The reader thread (the writer's channel again for an in-memory database, which a second
+    /// connection could not see).
+    reader: mpsc::Sender<Job>,
     notify: Arc<Notify>,
     max_receives: u32,
 }
@@ -120,15 +125,35 @@ impl SqliteBackend {
             })?;
         }
         let conn = Connection::open(path).map_err(db_err)?;
-        Self::init(conn, true)
+        let writer = Self::prepare_writer(conn, true)?;
+        // Opened after the writer has migrated the schema; `query_only` so it can never write.
+        let reader = Connection::open(path).map_err(db_err)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        reader
+            .pragma_update(None, "query_only", true)
+            .map_err(db_err)?;
+        let writer = spawn_connection_thread("hookhub-sqlite-writer", writer)?;
+        let reader = spawn_connection_thread("hookhub-sqlite-reader", reader)?;
+        Ok(Self::with_threads(writer, reader))
     }
 
     /// A private database that lives as long as this value (tests, throwaway runs).
     pub fn open_in_memory() -> StoreResult<Self> {
-        Self::init(Connection::open_in_memory().map_err(db_err)?, false)
+        let conn = Self::prepare_writer(Connection::open_in_memory().map_err(db_err)?, false)?;
+        let writer = spawn_connection_thread("hookhub-sqlite", conn)?;
+        Ok(Self::with_threads(writer.clone(), writer))
     }
 
-    fn init(mut conn: Connection, on_disk: bool) -> StoreResult<Self> {
+    fn with_threads(writer: mpsc::Sender<Job>, reader: mpsc::Sender<Job>) -> Self {
+        Self {
+            writer,
+            reader,
+            notify: Arc::new(Notify::new()),
+            max_receives: DEFAULT_MAX_RECEIVES,
+        }
+    }
+
+    fn prepare_writer(mut conn: Connection, on_disk: bool) -> StoreResult<Connection> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
         if on_disk {
             let mode: String = conn
@@ -142,12 +167,7 @@ impl SqliteBackend {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err)?;
         migrate(&mut conn)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            pending: Arc::new(Pending::default()),
-            notify: Arc::new(Notify::new()),
-            max_receives: DEFAULT_MAX_RECEIVES,
-        })
+        Ok(conn)
     }
 
     /// Messages received this many times are dead-lettered on their next receive instead of being
@@ -161,9 +181,10 @@ impl SqliteBackend {
         self.max_receives
     }
 
-    /// All five ports served by this database.
+    /// Every port served by this database, with its one-transaction intake.
     pub fn into_backend(self) -> Backend {
-        Backend::from_single(Arc::new(self))
+        let adapter = Arc::new(self);
+        Backend::from_single(adapter.clone()).with_intake(adapter)
     }
 
     /// Notified after every committed send, send_batch and release_inflight, so a worker can
@@ -179,21 +200,18 @@ impl SqliteBackend {
         self.notify.notify_one();
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs the read `f` on the reader's connection and returns its result.
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic mid-call rolled its transaction back when it unwound, so the connection is
-            // still consistent: keep serving rather than failing forever.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Job::Run(Box::new(move |c| {
+            let _ = tx.send(f(c));
+        }));
+        self.reader.send(job).map_err(|_| thread_gone())?;
+        rx.await.map_err(|_| abandoned())?
     }
 
     /// Runs the write `f` in the next group commit (see the module docs) and returns its result
@@ -216,21 +234,34 @@ impl SqliteBackend {
             });
             (ok, complete)
         });
-        self.pending
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(job);
-        let conn = self.conn.clone();
-        let pending = self.pending.clone();
-        // Whoever gets the connection first commits every write queued by then, this one
-        // included; a drain that finds the queue empty (done by an earlier one) is a no-op.
-        tokio::task::spawn_blocking(move || group_commit(&conn, &pending))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("sqlite write was abandoned".into()))?
+        self.writer
+            .send(Job::Write(job))
+            .map_err(|_| thread_gone())?;
+        rx.await.map_err(|_| abandoned())?
     }
+
+    /// Runs `f` on the writer's connection outside any transaction and waits for it, blocking the
+    /// calling thread (tests planting or inspecting raw data).
+    #[cfg(test)]
+    fn with_writer_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = mpsc::channel();
+        let job = Job::Run(Box::new(move |c| {
+            let _ = tx.send(f(c));
+        }));
+        self.writer.send(job).expect("writer thread alive");
+        rx.recv().expect("writer thread answered")
+    }
+}
+
+fn thread_gone() -> StoreError {
+    StoreError::Unavailable("the sqlite connection thread has stopped".into())
+}
+
+fn abandoned() -> StoreError {
+    StoreError::Unavailable("sqlite work was abandoned".into())
 }
 
 /// Reports a write's outcome once the commit it was part of is known.
@@ -239,25 +270,60 @@ type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// it succeeded (else its savepoint is rolled back) and hands back how to report the commit.
 type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
 
-/// The writes waiting for the next group commit.
-#[derive(Default)]
-struct Pending(Mutex<Vec<WriteJob>>);
+/// Work for a connection thread.
+enum Job {
+    /// Runs in the next group commit.
+    Write(WriteJob),
+    /// Runs on its own, outside any transaction (reads, raw access in tests).
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+}
 
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queued = self.0.lock().map(|jobs| jobs.len()).unwrap_or(0);
-        f.debug_struct("Pending").field("queued", &queued).finish()
+/// Most jobs taken off the channel at once: bounds one transaction's size and the wait of the
+/// reads queued behind it.
+const MAX_BATCH: usize = 512;
+
+/// Starts the thread that owns `conn`; it runs until every sender of the returned channel is
+/// dropped, then closes the connection.
+fn spawn_connection_thread(name: &str, conn: Connection) -> StoreResult<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || serve_connection(conn, rx))
+        .map_err(|e| StoreError::Unavailable(format!("cannot start a sqlite thread: {e}")))?;
+    Ok(tx)
+}
+
+fn serve_connection(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut writes = Vec::new();
+        let mut runs = Vec::new();
+        for job in std::iter::once(first).chain(jobs.try_iter().take(MAX_BATCH - 1)) {
+            match job {
+                Job::Write(w) => writes.push(w),
+                Job::Run(r) => runs.push(r),
+            }
+        }
+        // A panicking job (test builds unwind) drops its answer channel, so its caller gets an
+        // error; the thread rolls back whatever the job left open and keeps serving.
+        if !writes.is_empty()
+            && std::panic::catch_unwind(AssertUnwindSafe(|| group_commit(&conn, writes))).is_err()
+        {
+            tracing::error!("a sqlite write panicked; its batch was rolled back");
+        }
+        for run in runs {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut conn))).is_err() {
+                tracing::error!("a sqlite read panicked");
+            }
+        }
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
     }
 }
 
-/// Runs every queued write in one IMMEDIATE transaction, each in a savepoint, commits once and
-/// answers them all.
-fn group_commit(conn: &Mutex<Connection>, pending: &Pending) {
-    let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-    let jobs = std::mem::take(&mut *pending.0.lock().unwrap_or_else(PoisonError::into_inner));
-    if jobs.is_empty() {
-        return;
-    }
+/// Runs the writes in one IMMEDIATE transaction, each in a savepoint, commits once and answers
+/// them all.
+fn group_commit(conn: &Connection, jobs: Vec<WriteJob>) {
     if !conn.is_autocommit() {
         // A write panicked mid-batch (test builds unwind): drop what that batch left open.
         let _ = conn.execute_batch("ROLLBACK");
@@ -276,7 +342,7 @@ fn group_commit(conn: &Mutex<Connection>, pending: &Pending) {
         if let Err(e) = conn.execute_batch("SAVEPOINT w") {
             savepoint_error = Some(db_err(e).to_string());
         }
-        let (ok, complete) = job(Some(&conn));
+        let (ok, complete) = job(Some(conn));
         let settle = if ok {
             "RELEASE w"
         } else {

@@ -48,6 +48,19 @@ fn move_to_dead_letters(
     Ok(moved > 0)
 }
 
+/// Puts messages (body, delay in ms) on the queue, inside the caller's transaction.
+pub(super) fn insert_messages(tx: &Connection, messages: &[(String, i64)]) -> StoreResult<()> {
+    let now = now_ms();
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?1, ?2, ?3)")
+        .map_err(db_err)?;
+    for (body, delay) in messages {
+        stmt.execute(params![body, now.saturating_add(*delay), now])
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// A fresh, unguessable receipt; a new one per receive is what makes stale acks harmless.
 fn new_receipt() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -132,22 +145,7 @@ impl TaskQueue for SqliteBackend {
             .iter()
             .map(|(task, delay)| (task.to_json(), duration_ms(*delay)))
             .collect();
-        self.write(move |tx| {
-            let now = now_ms();
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO queue (body, visible_at, enqueued_at) VALUES (?1, ?2, ?3)",
-                    )
-                    .map_err(db_err)?;
-                for (body, delay) in &messages {
-                    stmt.execute(params![body, now.saturating_add(*delay), now])
-                        .map_err(db_err)?;
-                }
-            }
-            Ok(())
-        })
-        .await?;
+        self.write(move |tx| insert_messages(tx, &messages)).await?;
         self.wake();
         Ok(())
     }

@@ -10,13 +10,14 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
 
+use super::queue::insert_messages;
 use super::{
     db_err, from_json, insert_err, page_limit, parse_ts, to_json, ts, window_start, SqliteBackend,
 };
-use crate::domain::{Attempt, Event, Source, Subscription};
+use crate::domain::{Attempt, Event, Source, Subscription, Task};
 use crate::ports::{
-    AttemptLog, EventQuery, EventStore, InsertOutcome, SourceStore, StoreError, StoreResult,
-    SubscriptionStore,
+    AttemptLog, EventQuery, EventStore, InsertOutcome, Intake, SourceStore, StoreError,
+    StoreResult, Stored, SubscriptionStore,
 };
 
 /// Sources and subscriptions are only ever looked up by id, so each is an id and a JSON record.
@@ -334,6 +335,51 @@ impl EventStore for SqliteBackend {
             Value::Integer(page_limit(limit)),
         ];
         self.run(move |c| query_events(c, &sql, args)).await
+    }
+}
+
+/// Insert, enqueue and mark enqueued in one write: the event and its task commit together or
+/// not at all, so no event is ever left stored and not enqueued.
+#[async_trait]
+impl Intake for SqliteBackend {
+    async fn store_and_enqueue(
+        &self,
+        event: &Event,
+        dedup_window: Duration,
+    ) -> StoreResult<Stored> {
+        let mut event = event.clone();
+        let stored = self
+            .write(move |c| {
+                event.enqueued = true;
+                let (event_id, duplicate) = match insert_event(c, &event, dedup_window)? {
+                    InsertOutcome::Inserted => (event.id, false),
+                    InsertOutcome::Duplicate(original) if original.enqueued => {
+                        return Ok(Stored {
+                            event_id: original.id,
+                            duplicate: true,
+                        })
+                    }
+                    InsertOutcome::Duplicate(original) => {
+                        c.execute(
+                            "UPDATE events SET enqueued = 1 WHERE id = ?1",
+                            [&original.id],
+                        )
+                        .map_err(db_err)?;
+                        (original.id, true)
+                    }
+                };
+                let task = Task::Dispatch {
+                    event_id: event_id.clone(),
+                };
+                insert_messages(c, &[(task.to_json(), 0)])?;
+                Ok(Stored {
+                    event_id,
+                    duplicate,
+                })
+            })
+            .await?;
+        self.wake();
+        Ok(stored)
     }
 }
 

@@ -43,7 +43,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Runs raw SQL on the connection, for planting bad data.
 fn exec(b: &SqliteBackend, sql: &str) {
-    b.conn.lock().unwrap().execute_batch(sql).unwrap();
+    let sql = sql.to_owned();
+    b.with_writer_conn(move |c| c.execute_batch(&sql).unwrap());
 }
 
 #[tokio::test]
@@ -68,18 +69,20 @@ async fn reopening_the_file_keeps_data_and_schema() {
         InsertOutcome::Duplicate(_)
     ));
 
-    let conn = b.conn.lock().unwrap();
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
+    let (version, mode, sync) = b.with_writer_conn(|conn| {
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        (version, mode, sync)
+    });
     assert_eq!(version, MIGRATIONS.len() as i64);
-    let mode: String = conn
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .unwrap();
     assert_eq!(mode, "wal");
-    let sync: i64 = conn
-        .pragma_query_value(None, "synchronous", |r| r.get(0))
-        .unwrap();
     assert_eq!(sync, 2, "synchronous=FULL");
 }
 
@@ -161,9 +164,8 @@ fn errors_map_to_store_errors() {
 async fn list_limits_default_and_cap() {
     let b = SqliteBackend::open_in_memory().unwrap();
     let received_at = Utc::now() - chrono::TimeDelta::minutes(1);
-    {
-        // Planted directly: 1001 separate fsync'd inserts would be slow for no gain.
-        let mut conn = b.conn.lock().unwrap();
+    // Planted directly: 1001 separate fsync'd inserts would be slow for no gain.
+    b.with_writer_conn(move |conn| {
         let tx = conn.transaction().unwrap();
         for i in 0..1001 {
             tx.execute(
@@ -174,7 +176,7 @@ async fn list_limits_default_and_cap() {
             .unwrap();
         }
         tx.commit().unwrap();
-    }
+    });
     let page = |limit| EventQuery {
         source_id: None,
         before: None,
