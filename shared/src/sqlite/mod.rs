@@ -129,6 +129,7 @@ impl SqliteBackend {
         // Opened after the writer has migrated the schema; `query_only` so it can never write.
         let reader = Connection::open(path).map_err(db_err)?;
         reader.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         reader
             .pragma_update(None, "query_only", true)
             .map_err(db_err)?;
@@ -155,6 +156,7 @@ impl SqliteBackend {
 
     fn prepare_writer(mut conn: Connection, on_disk: bool) -> StoreResult<Connection> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if on_disk {
             let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -221,19 +223,7 @@ impl SqliteBackend {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: WriteJob = Box::new(move |c| {
-            // `None`: the batch could not start; the commit's error is what gets reported.
-            let result = match c {
-                Some(c) => f(c),
-                None => Err(StoreError::Unavailable("not run".into())),
-            };
-            let ok = result.is_ok();
-            let complete: Completion = Box::new(move |commit| {
-                let _ = tx.send(commit.and(result));
-            });
-            (ok, complete)
-        });
+        let (job, rx) = write_job(f);
         self.writer
             .send(Job::Write(job))
             .map_err(|_| thread_gone())?;
@@ -269,6 +259,28 @@ type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A queued write: runs on the connection (`None` when the batch could not begin), says whether
 /// it succeeded (else its savepoint is rolled back) and hands back how to report the commit.
 type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+
+/// Wraps the write `f` as a job for [`group_commit`], with the channel its result arrives on.
+fn write_job<T, F>(f: F) -> (WriteJob, tokio::sync::oneshot::Receiver<StoreResult<T>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: WriteJob = Box::new(move |c| {
+        // `None`: the batch could not start; the commit's error is what gets reported.
+        let result = match c {
+            Some(c) => f(c),
+            None => Err(StoreError::Unavailable("not run".into())),
+        };
+        let ok = result.is_ok();
+        let complete: Completion = Box::new(move |commit| {
+            let _ = tx.send(commit.and(result));
+        });
+        (ok, complete)
+    });
+    (job, rx)
+}
 
 /// Work for a connection thread.
 enum Job {
@@ -328,7 +340,7 @@ fn group_commit(conn: &Connection, jobs: Vec<WriteJob>) {
         // A write panicked mid-batch (test builds unwind): drop what that batch left open.
         let _ = conn.execute_batch("ROLLBACK");
     }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE", []) {
         let message = db_err(e).to_string();
         for job in jobs {
             let (_, complete) = job(None);
@@ -339,16 +351,16 @@ fn group_commit(conn: &Connection, jobs: Vec<WriteJob>) {
     let mut completions = Vec::with_capacity(jobs.len());
     let mut savepoint_error = None;
     for job in jobs {
-        if let Err(e) = conn.execute_batch("SAVEPOINT w") {
+        if let Err(e) = exec(conn, "SAVEPOINT w", []) {
             savepoint_error = Some(db_err(e).to_string());
         }
         let (ok, complete) = job(Some(conn));
-        let settle = if ok {
-            "RELEASE w"
+        let rolled_back = if ok {
+            Ok(0)
         } else {
-            "ROLLBACK TO w; RELEASE w"
+            exec(conn, "ROLLBACK TO w", [])
         };
-        if let Err(e) = conn.execute_batch(settle) {
+        if let Err(e) = rolled_back.and_then(|_| exec(conn, "RELEASE w", [])) {
             savepoint_error = Some(db_err(e).to_string());
         }
         completions.push(complete);
@@ -356,8 +368,8 @@ fn group_commit(conn: &Connection, jobs: Vec<WriteJob>) {
     let commit = match savepoint_error {
         // Without working savepoints a failed write may have left changes: commit nothing.
         Some(message) => Err(message),
-        None => conn
-            .execute_batch("COMMIT")
+        None => exec(conn, "COMMIT", [])
+            .map(|_| ())
             .map_err(|e| db_err(e).to_string()),
     };
     if commit.is_err() && !conn.is_autocommit() {
@@ -371,6 +383,15 @@ fn group_commit(conn: &Connection, jobs: Vec<WriteJob>) {
         );
     }
 }
+
+/// Runs one statement through the connection's statement cache: the hot paths run the same few
+/// statements thousands of times, and parsing them each time showed in profiles.
+fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// Distinct statements kept prepared per connection (rusqlite's default is 16; there are more).
+const STATEMENT_CACHE: usize = 64;
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
     // IMMEDIATE: two processes opening a new file at once must not both run the migrations.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use super::{db_err, duration_ms, from_ms, now_ms, SqliteBackend};
+use super::{db_err, duration_ms, exec, from_ms, now_ms, SqliteBackend};
 use crate::domain::Task;
 use crate::ports::{ReceivedTask, StoreResult, TaskQueue};
 
@@ -42,8 +42,7 @@ fn move_to_dead_letters(
         )
         .map_err(db_err)?;
     if moved > 0 {
-        c.execute(&format!("DELETE FROM queue WHERE {key} = ?1"), [value])
-            .map_err(db_err)?;
+        exec(c, &format!("DELETE FROM queue WHERE {key} = ?1"), [value]).map_err(db_err)?;
     }
     Ok(moved > 0)
 }
@@ -116,7 +115,8 @@ fn receive(
         }
         let receipt = new_receipt();
         let receive_count = count.saturating_add(1);
-        tx.execute(
+        exec(
+            tx,
             "UPDATE queue SET receipt = ?2, receive_count = ?3, visible_at = ?4 WHERE id = ?1",
             params![id, receipt, receive_count, hidden_until],
         )
@@ -163,8 +163,7 @@ impl TaskQueue for SqliteBackend {
         let receipt = receipt.to_owned();
         // A receipt replaced by a later receive matches nothing: the ack is a harmless no-op.
         self.write(move |c| {
-            c.execute("DELETE FROM queue WHERE receipt = ?1", [&receipt])
-                .map_err(db_err)?;
+            exec(c, "DELETE FROM queue WHERE receipt = ?1", [&receipt]).map_err(db_err)?;
             Ok(())
         })
         .await
@@ -190,7 +189,8 @@ impl SqliteBackend {
         let released = self
             .write(|c| {
                 let now = now_ms();
-                c.execute(
+                exec(
+                    c,
                     "UPDATE queue SET visible_at = ?1, receipt = NULL
                      WHERE receipt IS NOT NULL AND visible_at > ?1",
                     [now],

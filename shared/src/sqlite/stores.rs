@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 
 use super::queue::insert_messages;
 use super::{
-    db_err, from_json, insert_err, page_limit, parse_ts, to_json, ts, window_start, SqliteBackend,
+    db_err, exec, from_json, insert_err, page_limit, parse_ts, to_json, ts, window_start,
+    SqliteBackend,
 };
 use crate::domain::{Attempt, Event, Source, Subscription, Task};
 use crate::ports::{
@@ -41,7 +42,7 @@ impl SqliteBackend {
         let id = id.to_owned();
         self.write(move |c| {
             let sql = format!("INSERT INTO {} (id, data) VALUES (?1, ?2)", t.table);
-            c.execute(&sql, params![id, data])
+            exec(c, &sql, params![id, data])
                 .map_err(|e| insert_err(e, || format!("{} {id}", t.kind)))?;
             Ok(())
         })
@@ -52,7 +53,7 @@ impl SqliteBackend {
         let id = id.to_owned();
         self.write(move |c| {
             let sql = format!("UPDATE {} SET data = ?2 WHERE id = ?1", t.table);
-            match c.execute(&sql, params![id, data]).map_err(db_err)? {
+            match exec(c, &sql, params![id, data]).map_err(db_err)? {
                 0 => Err(StoreError::NotFound(format!("{} {id}", t.kind))),
                 _ => Ok(()),
             }
@@ -68,7 +69,8 @@ impl SqliteBackend {
         self.run(move |c| {
             let sql = format!("SELECT data FROM {} WHERE id = ?1", t.table);
             let data: Option<String> = c
-                .query_row(&sql, [&id], |r| r.get(0))
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.query_row([&id], |r| r.get(0)))
                 .optional()
                 .map_err(db_err)?;
             data.map(|d| from_json(&d, &format!("{} {id}", t.kind)))
@@ -100,7 +102,7 @@ impl SqliteBackend {
         let id = id.to_owned();
         self.write(move |c| {
             let sql = format!("DELETE FROM {} WHERE id = ?1", t.table);
-            Ok(c.execute(&sql, [&id]).map_err(db_err)? > 0)
+            Ok(exec(c, &sql, [&id]).map_err(db_err)? > 0)
         })
         .await
     }
@@ -221,11 +223,14 @@ fn get_event(c: &Connection, id: &str) -> StoreResult<Option<Event>> {
 /// concurrent receivers of the same delivery store it once.
 fn insert_event(tx: &Connection, event: &Event, window: Duration) -> StoreResult<InsertOutcome> {
     let previous: Option<(String, String)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT event_id, received_at FROM event_dedup WHERE source_id = ?1 AND dedup_key = ?2",
-            params![event.source_id, event.dedup_key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
         )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![event.source_id, event.dedup_key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
         .optional()
         .map_err(db_err)?;
     if let Some((original_id, original_at)) = previous {
@@ -240,7 +245,8 @@ fn insert_event(tx: &Connection, event: &Event, window: Duration) -> StoreResult
         }
     }
     let received_at = ts(&event.received_at);
-    tx.execute(
+    exec(
+        tx,
         &format!(
             "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
         ),
@@ -257,7 +263,8 @@ fn insert_event(tx: &Connection, event: &Event, window: Duration) -> StoreResult
         ],
     )
     .map_err(|e| insert_err(e, || format!("event {}", event.id)))?;
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO event_dedup (source_id, dedup_key, event_id, received_at)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (source_id, dedup_key)
@@ -360,7 +367,8 @@ impl Intake for SqliteBackend {
                         })
                     }
                     InsertOutcome::Duplicate(original) => {
-                        c.execute(
+                        exec(
+                            c,
                             "UPDATE events SET enqueued = 1 WHERE id = ?1",
                             [&original.id],
                         )
@@ -399,7 +407,7 @@ impl AttemptLog for SqliteBackend {
         let a = attempt.clone();
         self.write(move |c| {
             // REPLACE: recording the same (event, subscription, attempt) again is idempotent.
-            c.execute(
+            exec(c,
                 "INSERT OR REPLACE INTO attempts
                  (event_id, subscription_id, attempt, started_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![a.event_id, a.subscription_id, a.attempt, ts(&a.started_at), data],

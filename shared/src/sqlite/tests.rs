@@ -355,3 +355,48 @@ async fn dedup_key_pointing_at_a_missing_event_is_free() {
         InsertOutcome::Inserted
     );
 }
+
+#[tokio::test]
+async fn a_failed_write_rolls_back_alone_in_its_group_commit() {
+    let conn = Connection::open_in_memory().unwrap();
+    let conn = SqliteBackend::prepare_writer(conn, false).unwrap();
+    let insert = |id: &'static str, fail_after: bool| {
+        write_job(move |c| {
+            super::exec(c, "INSERT INTO sources (id, data) VALUES (?1, '{}')", [id])
+                .map_err(db_err)?;
+            if fail_after {
+                return Err(StoreError::Unavailable("injected".into()));
+            }
+            Ok(())
+        })
+    };
+    let (first, first_done) = insert("a", false);
+    let (failing, failing_done) = insert("b", true);
+    let (taken, taken_done) = insert("a", false);
+    let (last, last_done) = insert("c", false);
+    group_commit(&conn, vec![first, failing, taken, last]);
+
+    assert!(first_done.await.unwrap().is_ok());
+    assert!(matches!(
+        failing_done.await.unwrap(),
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(
+        taken_done.await.unwrap().is_err(),
+        "a constraint violation fails that write only"
+    );
+    assert!(last_done.await.unwrap().is_ok());
+    let ids: Vec<String> = conn
+        .prepare("SELECT id FROM sources ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        ids,
+        ["a", "c"],
+        "the failed write's own insert was rolled back"
+    );
+    assert!(conn.is_autocommit(), "the batch committed");
+}
