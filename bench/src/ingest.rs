@@ -68,7 +68,7 @@ impl Dev {
 
     /// POSTs to the admin API and returns the answer.
     pub async fn admin(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = reqwest::Client::new()
+        let response = crate::http_client()
             .post(format!("{}{path}", self.server.base()))
             .bearer_auth(ADMIN_KEY)
             .json(&body)

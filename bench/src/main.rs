@@ -17,6 +17,14 @@ mod load;
 mod micro_report;
 mod procs;
 
+/// An HTTP client for the benchmark's own calls: reqwest is built without a crypto provider
+/// (`rustls-no-provider`, so no aws-lc-rs is linked into the functions when one build covers
+/// them and this crate); this installs ring, as the product does.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 use std::path::PathBuf;
 
 use anyhow::Context;

@@ -128,6 +128,9 @@ pub struct DeliveryClient {
 
 impl DeliveryClient {
     pub fn new(options: &DeliveryOptions) -> Result<Self, reqwest::Error> {
+        // reqwest is built with `rustls-no-provider`: rustls on ring, as the AWS SDK client
+        // (aws-lc-rs would add ~0.7 MB per binary). Fails only if a provider is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)

@@ -24,6 +24,14 @@ use serde_json::Value;
 
 pub mod faults;
 
+/// An HTTP client for tests. reqwest is built without a crypto provider (`rustls-no-provider`,
+/// so no aws-lc-rs is linked into the functions when a build unifies features); this installs
+/// ring, the provider the product itself installs.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub const ADMIN_KEY: &str = "hh_test_admin_key";
 
 /// One request a sink received.
@@ -283,7 +291,7 @@ impl DevServer {
     pub fn admin(&self) -> Admin {
         Admin {
             base: self.base.clone(),
-            http: reqwest::Client::new(),
+            http: http_client(),
         }
     }
 

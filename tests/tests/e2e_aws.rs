@@ -51,7 +51,7 @@ async fn post(server: &DevServer, msg_id: &str, body: &str) -> String {
         "v1,{}",
         hookhub::signing::sign_with_key(&key, msg_id, ts, body.as_bytes())
     );
-    let response = reqwest::Client::new()
+    let response = hookhub_tests::http_client()
         .post(server.ingest_url("shop"))
         .header("content-type", "application/json")
         .header("webhook-id", msg_id)
@@ -279,7 +279,7 @@ async fn outage_then_retry(outage: Outage) {
         hookhub::signing::sign_with_key(&key, "msg_outage", ts, body.as_bytes())
     );
     let send = || {
-        reqwest::Client::new()
+        hookhub_tests::http_client()
             .post(server.ingest_url("shop"))
             .header("content-type", "application/json")
             .header("webhook-id", "msg_outage")

@@ -45,7 +45,7 @@ async fn subscribe(server: &DevServer, sink: &Sink, event_types: Value) -> (Stri
 }
 
 async fn post_github(server: &DevServer, body: &[u8]) -> reqwest::Response {
-    reqwest::Client::new()
+    hookhub_tests::http_client()
         .post(server.ingest_url("github"))
         .header("content-type", "application/json")
         .header("x-hub-signature-256", github_signature(body))
@@ -343,7 +343,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     create_github_source(&server).await;
     let sink = Sink::start().await;
     subscribe(&server, &sink, json!([])).await;
-    let http = reqwest::Client::new();
+    let http = hookhub_tests::http_client();
     let body = br#"{"type":"push"}"#.to_vec();
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
@@ -529,7 +529,7 @@ async fn admin_api_manages_sources_and_subscriptions() {
     assert_eq!(status, 404);
     let (status, _) = admin.call(Method::DELETE, "/v1/sources/github", None).await;
     assert_eq!(status, 204);
-    let response = reqwest::Client::new()
+    let response = hookhub_tests::http_client()
         .post(server.ingest_url("github"))
         .body("{}")
         .send()

@@ -60,7 +60,7 @@ async fn fixture(source: Value) -> Fixture {
 
 impl Fixture {
     fn post(&self, source: &str) -> RequestBuilder {
-        reqwest::Client::new().post(self.server.ingest_url(source))
+        hookhub_tests::http_client().post(self.server.ingest_url(source))
     }
 
     async fn events(&self) -> Vec<Value> {
@@ -253,7 +253,7 @@ async fn get_handshakes_meta_and_dropbox() {
             json!({"id": "dropbox", "verify": {"scheme": "dropbox", "secret": "db-secret"}}),
         )
         .await;
-    let http = reqwest::Client::new();
+    let http = hookhub_tests::http_client();
     let ok = http
         .get(format!(
             "{}?hub.mode=subscribe&hub.verify_token=vt-1&hub.challenge=1158201444",

@@ -35,7 +35,7 @@ async fn setup(
 }
 
 async fn post(server: &DevServer, body: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = hookhub_tests::http_client()
         .post(server.ingest_url("shop"))
         .header("content-type", "application/json")
         .header("webhook-id", "msg_order_1")

@@ -134,7 +134,7 @@ fn days(n: u32) -> Duration {
 /// endpoint come from the usual chain (`AWS_REGION`, Lambda's role, `AWS_ENDPOINT_URL`…);
 /// tests override them on the returned loader.
 pub fn sdk_config_loader() -> ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest())
+    with_https_client(aws_config::defaults(BehaviorVersion::latest()))
         // Standard mode retries throttling and transient errors with jittered backoff.
         .retry_config(RetryConfig::standard().with_max_attempts(5))
         .timeout_config(
@@ -145,6 +145,30 @@ pub fn sdk_config_loader() -> ConfigLoader {
                 .operation_timeout(Duration::from_secs(30))
                 .build(),
         )
+}
+
+/// The SDK's default HTTP client (hyper 1, rustls; https:// and plain http:// for emulators;
+/// `HTTPS_PROXY`/`NO_PROXY` from the environment) with rustls on `ring` instead of `aws-lc-rs`:
+/// the SDK crates are built without `default-https-client`, which hard-wires aws-lc-rs
+/// (~0.7 MB more per binary). reqwest uses ring too (`crate::delivery`).
+fn with_https_client(loader: ConfigLoader) -> ConfigLoader {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+
+    // As aws-smithy-runtime's `default_https_client` (behavior version 2025-08-07 and later).
+    loader.http_client(
+        Builder::new().build_with_connector_fn(|settings, runtime_components| {
+            let mut connector =
+                ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = runtime_components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector.set_proxy_config(Some(ProxyConfig::from_env()));
+            connector.build()
+        }),
+    )
 }
 
 /// Loads the SDK config once per process (Lambda cold start); share the result.
