@@ -3,16 +3,16 @@
 //! provider facts.
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha1::Sha1;
-use sha2::{Sha256, Sha512};
 
 use super::{
     ConfigError, EventMeta, HandshakeResponse, HmacAlgorithm, InboundRequest, Secrets,
     SignatureEncoding, VerifyConfig, VerifyError,
 };
 use crate::domain::Secret;
+
+use super::mac::Candidates;
+pub(crate) use super::mac::{decode_base64, decode_hex, hmac, hmac_sha256, require_match};
 
 /// What `redacted()` puts in place of every secret.
 pub(crate) const REDACTED: &str = "***";
@@ -150,6 +150,47 @@ pub(crate) fn header<'a>(req: &InboundRequest<'a>, name: &str) -> Result<&'a str
     }
 }
 
+// Signature headers are scanned on every request, and this crate is built size-optimised (no
+// auto-vectorisation), so the two scans below test eight bytes at a time ("SWAR").
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether any byte of `word` is below `n` (`n` ≤ 0x80; exact for "any", per the bithacks
+/// `hasless`).
+fn any_byte_below(word: u64, n: u8) -> bool {
+    word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS != 0
+}
+
+fn any_byte_is(word: u64, byte: u8) -> bool {
+    any_byte_below(word ^ (ONES * u64::from(byte)), 1)
+}
+
+/// Whether `test` holds for some 8-byte word of `value` or for one of its last bytes.
+fn any_word(value: &[u8], test: impl Fn(u64) -> bool, byte_test: impl Fn(u8) -> bool) -> bool {
+    let mut words = value.chunks_exact(8);
+    let hit = words
+        .by_ref()
+        .any(|w| test(u64::from_ne_bytes(w.try_into().expect("8 bytes"))));
+    hit || words.remainder().iter().any(|&b| byte_test(b))
+}
+
+/// Whether a header value is what `HeaderValue::to_str` accepts: visible ASCII and tabs.
+pub(crate) fn visible_ascii(value: &[u8]) -> bool {
+    let visible = |b: u8| (b' '..=b'~').contains(&b) | (b == b'\t');
+    // Words with a control byte, DEL or a non-ASCII byte are rare (tabs): checked byte by byte.
+    let suspect = |w: u64| w & HIGHS != 0 || any_byte_below(w, b' ') || any_byte_is(w, 0x7F);
+    !any_word(value, suspect, |b| !visible(b)) || value.iter().all(|&b| visible(b))
+}
+
+/// Whether a signature header value lists several entries (a comma, space or tab).
+fn has_separator(value: &[u8]) -> bool {
+    let separator = |b: u8| matches!(b, b',' | b' ' | b'\t');
+    let any_separator =
+        |w: u64| any_byte_is(w, b',') || any_byte_is(w, b' ') || any_byte_is(w, b'\t');
+    any_word(value, any_separator, separator)
+}
+
 /// Like [`header`], but absence is not an error.
 pub(crate) fn optional_header<'a>(
     req: &InboundRequest<'a>,
@@ -217,62 +258,6 @@ pub(crate) fn query_param(query: Option<&str>, key: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Crypto
 
-/// HMAC over the concatenation of `parts`, so signed content is never copied into one buffer.
-pub(crate) fn hmac(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        let mut mac = <M as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
-        for part in parts {
-            mac.update(part);
-        }
-        mac.finalize().into_bytes().to_vec()
-    }
-    match algorithm {
-        HmacAlgorithm::Sha256 => run::<Hmac<Sha256>>(key, parts),
-        HmacAlgorithm::Sha1 => run::<Hmac<Sha1>>(key, parts),
-        HmacAlgorithm::Sha512 => run::<Hmac<Sha512>>(key, parts),
-    }
-}
-
-pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    hmac(HmacAlgorithm::Sha256, key, parts)
-}
-
-/// Decodes a hex signature; `None` when it is not hex of the expected length.
-pub(crate) fn decode_hex(text: &str, len: usize) -> Option<Vec<u8>> {
-    hex::decode(text).ok().filter(|b| b.len() == len)
-}
-
-/// Decodes a base64 signature (standard alphabet, padding optional); `None` when it is not
-/// base64 of the expected length.
-pub(crate) fn decode_base64(text: &str, len: usize) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-    use base64::Engine;
-    STANDARD
-        .decode(text)
-        .or_else(|_| STANDARD_NO_PAD.decode(text))
-        .ok()
-        .filter(|b| b.len() == len)
-}
-
-/// Whether any candidate signature equals any expected MAC, each comparison in constant time.
-pub(crate) fn any_match(candidates: &[Vec<u8>], expected: &[Vec<u8>]) -> bool {
-    expected
-        .iter()
-        .any(|e| candidates.iter().any(|c| super::constant_time_eq(c, e)))
-}
-
-/// `Ok` when any candidate matches any expected MAC, else `SignatureInvalid`.
-pub(crate) fn require_match(
-    candidates: &[Vec<u8>],
-    expected: &[Vec<u8>],
-) -> Result<(), VerifyError> {
-    if any_match(candidates, expected) {
-        Ok(())
-    } else {
-        Err(VerifyError::SignatureInvalid)
-    }
-}
-
 /// How a signature header is written: `<prefix><encoded MAC>`.
 #[derive(Clone, Copy)]
 pub(crate) struct SignatureFormat<'a> {
@@ -287,9 +272,10 @@ impl SignatureFormat<'_> {
     /// several signatures separated by commas or whitespace (senders rotating keys do that);
     /// entries without the prefix are skipped. Absent → `SignatureMissing`; present but none
     /// well-formed → `SignatureMalformed`.
-    pub(crate) fn signatures(&self, req: &InboundRequest<'_>) -> Result<Vec<Vec<u8>>, VerifyError> {
+    pub(crate) fn signatures(&self, req: &InboundRequest<'_>) -> Result<Candidates, VerifyError> {
         let malformed = || VerifyError::SignatureMalformed(self.header.to_owned());
-        let values: Vec<_> = req.headers.get_all(self.header).iter().collect();
+        // `GetAll` is walked twice rather than collected, so nothing is allocated.
+        let values = req.headers.get_all(self.header);
         if values
             .iter()
             .all(|v| v.as_bytes().iter().all(u8::is_ascii_whitespace))
@@ -297,14 +283,17 @@ impl SignatureFormat<'_> {
             return Err(VerifyError::SignatureMissing(self.header.to_owned()));
         }
         let len = self.algorithm.output_len();
-        let mut found = Vec::new();
+        let mut found = Candidates::new();
         for value in values {
-            let text = value.to_str().map_err(|_| malformed())?;
-            for entry in text.split(|c: char| c == ',' || c.is_whitespace()) {
+            let text = value.as_bytes();
+            if !visible_ascii(text) {
+                return Err(malformed());
+            }
+            let mut take = |entry: &[u8]| {
                 let entry = match self.prefix {
-                    Some(prefix) => match entry.strip_prefix(prefix) {
+                    Some(prefix) => match entry.strip_prefix(prefix.as_bytes()) {
                         Some(rest) => rest,
-                        None => continue,
+                        None => return,
                     },
                     None => entry,
                 };
@@ -312,6 +301,15 @@ impl SignatureFormat<'_> {
                     SignatureEncoding::Hex => decode_hex(entry, len),
                     SignatureEncoding::Base64 => decode_base64(entry, len),
                 });
+            };
+            // Visible ASCII and tabs only, so these are all the separators `char::is_whitespace`
+            // would find. Most values hold one signature: one scan finds no separator, and the
+            // byte-at-a-time split is skipped.
+            if has_separator(text) {
+                text.split(|b| matches!(b, b',' | b' ' | b'\t'))
+                    .for_each(take);
+            } else {
+                take(text);
             }
         }
         if found.is_empty() {
@@ -328,10 +326,7 @@ impl SignatureFormat<'_> {
         parts: &[&[u8]],
     ) -> Result<(), VerifyError> {
         let candidates = self.signatures(req)?;
-        require_match(
-            &candidates,
-            &secrets.macs(|key| hmac(self.algorithm, key, parts)),
-        )
+        require_match(&candidates, secrets, |key| hmac(self.algorithm, key, parts))
     }
 }
 
@@ -358,10 +353,9 @@ impl TimestampedSignature<'_> {
         let ts_text = header(req, self.timestamp_header)?;
         let ts = parse_timestamp(ts_text, self.timestamp_header)?;
         let parts: [&[u8]; 4] = [self.prefix, ts_text.as_bytes(), self.separator, req.body];
-        require_match(
-            &candidates,
-            &secrets.macs(|key| hmac(self.signature.algorithm, key, &parts)),
-        )?;
+        require_match(&candidates, secrets, |key| {
+            hmac(self.signature.algorithm, key, &parts)
+        })?;
         let tolerance = tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS);
         if self.millis {
             check_window_millis(ts, req.now, tolerance)
@@ -460,5 +454,26 @@ pub(crate) fn text_response(status: u16, body: String) -> HandshakeResponse {
         content_type: "text/plain; charset=utf-8".to_owned(),
         headers: Vec::new(),
         body: body.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{has_separator, visible_ascii};
+
+    #[test]
+    fn header_scans_agree_with_byte_by_byte() {
+        let visible = |v: &[u8]| v.iter().all(|&b| (b' '..=b'~').contains(&b) || b == b'\t');
+        let separator = |v: &[u8]| v.iter().any(|&b| matches!(b, b',' | b' ' | b'\t'));
+        for len in 0..40 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut value = vec![b'a'; len];
+                    value[at] = byte;
+                    assert_eq!(visible_ascii(&value), visible(&value), "{value:?}");
+                    assert_eq!(has_separator(&value), separator(&value), "{value:?}");
+                }
+            }
+        }
     }
 }

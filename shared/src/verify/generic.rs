@@ -5,10 +5,11 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    check_window_millis, check_window_seconds, header, hmac, parse_timestamp, redacted_secret,
+    check_window_millis, check_window_seconds, header, parse_timestamp, redacted_secret,
     require_match, validate_header_name, validate_secret, validate_tolerance, Scheme,
     SignatureFormat, DEFAULT_TOLERANCE_SECONDS,
 };
+use super::mac::hmac_fed;
 use super::{ConfigError, InboundRequest, Secrets, VerifyConfig, VerifyError};
 use crate::domain::Secret;
 
@@ -186,19 +187,20 @@ enum Part<'a> {
     Body,
 }
 
-fn parse_template(template: &str) -> Result<Vec<Part<'_>>, ConfigError> {
-    let mut parts = Vec::new();
+/// Calls `each` with the template's pieces in order. Walked again per request rather than
+/// stored, so a request allocates nothing for it.
+fn walk_template<'t>(template: &'t str, mut each: impl FnMut(Part<'t>)) -> Result<(), ConfigError> {
     let mut rest = template;
     while let Some(open) = rest.find(['{', '}']) {
         if open > 0 {
-            parts.push(Part::Text(&rest[..open]));
+            each(Part::Text(&rest[..open]));
         }
         let close = rest[open..]
             .find('}')
             .filter(|_| rest[open..].starts_with('{'))
             .ok_or_else(|| ConfigError("template has an unmatched brace".to_owned()))?
             + open;
-        parts.push(match &rest[open + 1..close] {
+        each(match &rest[open + 1..close] {
             "body" => Part::Body,
             "timestamp" => Part::Timestamp,
             other => {
@@ -210,9 +212,9 @@ fn parse_template(template: &str) -> Result<Vec<Part<'_>>, ConfigError> {
         rest = &rest[close + 1..];
     }
     if !rest.is_empty() {
-        parts.push(Part::Text(rest));
+        each(Part::Text(rest));
     }
-    Ok(parts)
+    Ok(())
 }
 
 impl HmacConfig {
@@ -250,7 +252,8 @@ impl Scheme for HmacConfig {
             validate_header_name("timestamp_header", name)?;
         }
         validate_tolerance(self.tolerance_seconds)?;
-        let parts = parse_template(self.template())?;
+        let mut parts = Vec::new();
+        walk_template(self.template(), |part| parts.push(part))?;
         if parts.iter().filter(|p| matches!(p, Part::Body)).count() != 1 {
             return Err(ConfigError("template must contain {body} once".to_owned()));
         }
@@ -276,18 +279,21 @@ impl Scheme for HmacConfig {
             }
             None => None,
         };
+        let template = self.template();
         // validate() guarantees a well-formed template; an unchecked bad one matches nothing.
-        let parts = parse_template(self.template()).map_err(|_| VerifyError::SignatureInvalid)?;
-        let pieces: Vec<&[u8]> = parts
-            .iter()
-            .map(|part| match part {
-                Part::Text(text) => text.as_bytes(),
-                Part::Body => req.body,
-                Part::Timestamp => timestamp.map_or(&b""[..], |(text, _)| text.as_bytes()),
+        walk_template(template, |_| {}).map_err(|_| VerifyError::SignatureInvalid)?;
+        require_match(&candidates, &self.secret, |key| {
+            hmac_fed(self.algorithm, key, |update| {
+                // Well-formed (checked just above), so this walk cannot fail.
+                let _ = walk_template(template, |part| {
+                    update(match part {
+                        Part::Text(text) => text.as_bytes(),
+                        Part::Body => req.body,
+                        Part::Timestamp => timestamp.map_or(&b""[..], |(text, _)| text.as_bytes()),
+                    })
+                });
             })
-            .collect();
-        let expected = self.secret.macs(|key| hmac(self.algorithm, key, &pieces));
-        require_match(&candidates, &expected)?;
+        })?;
         match timestamp {
             Some((_, value)) => {
                 let tolerance = self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS);

@@ -19,6 +19,7 @@ mod generic;
 mod github;
 mod intercom;
 mod linear;
+mod mac;
 mod meta;
 mod secrets;
 mod seeds;
@@ -188,37 +189,36 @@ pub struct EventMeta {
 }
 
 impl VerifyConfig {
-    /// The scheme implementation behind this config (borrowed views for the struct variants).
-    fn scheme(&self) -> Box<dyn Scheme + '_> {
+    /// Runs `f` with the scheme implementation behind this config (borrowed views for the
+    /// struct variants). Lent on the stack rather than boxed: `verify` runs on every request.
+    fn with_scheme<T>(&self, f: impl FnOnce(&dyn Scheme) -> T) -> T {
         match self {
-            VerifyConfig::None => Box::new(generic::NoAuth),
-            VerifyConfig::Token { header, value } => Box::new(generic::Token { header, value }),
-            VerifyConfig::Basic { username, password } => {
-                Box::new(generic::Basic { username, password })
-            }
-            VerifyConfig::Hmac(config) => Box::new(config),
+            VerifyConfig::None => f(&generic::NoAuth),
+            VerifyConfig::Token { header, value } => f(&generic::Token { header, value }),
+            VerifyConfig::Basic { username, password } => f(&generic::Basic { username, password }),
+            VerifyConfig::Hmac(config) => f(config),
             VerifyConfig::StandardWebhooks {
                 secret,
                 tolerance_seconds,
-            } => Box::new(standard::StandardWebhooks {
+            } => f(&standard::StandardWebhooks {
                 secret,
                 tolerance_seconds: *tolerance_seconds,
             }),
-            VerifyConfig::Github(config) => Box::new(config),
-            VerifyConfig::Stripe(config) => Box::new(config),
-            VerifyConfig::Slack(config) => Box::new(config),
-            VerifyConfig::Shopify(config) => Box::new(config),
-            VerifyConfig::Bettermode(config) => Box::new(config),
-            VerifyConfig::Intercom(config) => Box::new(config),
-            VerifyConfig::Twilio(config) => Box::new(config),
-            VerifyConfig::Zoom(config) => Box::new(config),
-            VerifyConfig::Linear(config) => Box::new(config),
-            VerifyConfig::Sendgrid(config) => Box::new(config),
-            VerifyConfig::Meta(config) => Box::new(config),
-            VerifyConfig::Dropbox(config) => Box::new(config),
-            VerifyConfig::Spika(config) => Box::new(config),
-            VerifyConfig::Outverse(config) => Box::new(config),
-            VerifyConfig::Featureos(config) => Box::new(config),
+            VerifyConfig::Github(config) => f(config),
+            VerifyConfig::Stripe(config) => f(config),
+            VerifyConfig::Slack(config) => f(config),
+            VerifyConfig::Shopify(config) => f(config),
+            VerifyConfig::Bettermode(config) => f(config),
+            VerifyConfig::Intercom(config) => f(config),
+            VerifyConfig::Twilio(config) => f(config),
+            VerifyConfig::Zoom(config) => f(config),
+            VerifyConfig::Linear(config) => f(config),
+            VerifyConfig::Sendgrid(config) => f(config),
+            VerifyConfig::Meta(config) => f(config),
+            VerifyConfig::Dropbox(config) => f(config),
+            VerifyConfig::Spika(config) => f(config),
+            VerifyConfig::Outverse(config) => f(config),
+            VerifyConfig::Featureos(config) => f(config),
         }
     }
 
@@ -256,16 +256,15 @@ impl VerifyConfig {
         json: Option<&serde_json::Value>,
         f: impl FnOnce(&dyn Scheme, Option<&serde_json::Value>) -> T,
     ) -> T {
-        let scheme = self.scheme();
-        match json {
-            Some(json) => f(scheme.as_ref(), Some(json)),
-            None => f(scheme.as_ref(), scheme.json_for_typing(req).as_ref()),
-        }
+        self.with_scheme(|scheme| match json {
+            Some(json) => f(scheme, Some(json)),
+            None => f(scheme, scheme.json_for_typing(req).as_ref()),
+        })
     }
 
     /// Checks the config when a source is created or changed.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.scheme().validate()
+        self.with_scheme(|scheme| scheme.validate())
     }
 
     /// Answers a `GET` handshake, if this scheme has one. `None` means GET is not allowed (405).
@@ -273,12 +272,12 @@ impl VerifyConfig {
         &self,
         req: &InboundRequest<'_>,
     ) -> Option<Result<HandshakeResponse, VerifyError>> {
-        self.scheme().get_handshake(req)
+        self.with_scheme(|scheme| scheme.get_handshake(req))
     }
 
     /// Authenticates a POST, over the raw body bytes.
     pub fn verify(&self, req: &InboundRequest<'_>) -> Result<(), VerifyError> {
-        self.scheme().verify(req)
+        self.with_scheme(|scheme| scheme.verify(req))
     }
 
     /// After a successful `verify`: a handshake carried in a POST body (e.g. a challenge) that
@@ -308,17 +307,17 @@ impl VerifyConfig {
     /// the body itself, e.g. for filtering; `None` when the body carries no JSON. `describe` and
     /// `post_handshake` fall back to it when given no JSON.
     pub fn json_for_typing(&self, req: &InboundRequest<'_>) -> Option<serde_json::Value> {
-        self.scheme().json_for_typing(req)
+        self.with_scheme(|scheme| scheme.json_for_typing(req))
     }
 
     /// Header names (lowercase) that carry credentials and must not be stored with the event.
     pub fn credential_headers(&self) -> Vec<String> {
-        self.scheme().credential_headers()
+        self.with_scheme(|scheme| scheme.credential_headers())
     }
 
     /// A copy safe to show through the admin API: every secret replaced by `***`.
     pub fn redacted(&self) -> VerifyConfig {
-        self.scheme().redacted()
+        self.with_scheme(|scheme| scheme.redacted())
     }
 }
 

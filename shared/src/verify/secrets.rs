@@ -89,11 +89,6 @@ impl Secrets {
             }
         }
     }
-
-    /// The MAC each secret would produce, for comparison against what the request carries.
-    pub(crate) fn macs(&self, mac: impl Fn(&[u8]) -> Vec<u8>) -> Vec<Vec<u8>> {
-        self.iter().map(|s| mac(s.expose().as_bytes())).collect()
-    }
 }
 
 impl From<Secret> for Secrets {

@@ -25,12 +25,13 @@ pub enum SimpleAuth {
 }
 
 impl SimpleAuth {
-    fn scheme(&self) -> Box<dyn Scheme + '_> {
+    /// Runs `f` with the scheme behind this auth, lent on the stack (no box per request).
+    fn with_scheme<T>(&self, f: impl FnOnce(&dyn Scheme) -> T) -> T {
         match self {
-            SimpleAuth::None => Box::new(NoAuth),
-            SimpleAuth::Token { header, value } => Box::new(Token { header, value }),
-            SimpleAuth::Basic { username, password } => Box::new(Basic { username, password }),
-            SimpleAuth::Hmac(config) => Box::new(config),
+            SimpleAuth::None => f(&NoAuth),
+            SimpleAuth::Token { header, value } => f(&Token { header, value }),
+            SimpleAuth::Basic { username, password } => f(&Basic { username, password }),
+            SimpleAuth::Hmac(config) => f(config),
         }
     }
 
@@ -54,10 +55,10 @@ impl SimpleAuth {
 }
 
 /// Lends an optional nested auth out as a scheme (`None` → no authentication).
-fn auth_scheme(auth: &Option<SimpleAuth>) -> Box<dyn Scheme + '_> {
+fn with_auth<T>(auth: &Option<SimpleAuth>, f: impl FnOnce(&dyn Scheme) -> T) -> T {
     match auth {
-        Some(auth) => auth.scheme(),
-        None => Box::new(NoAuth),
+        Some(auth) => auth.with_scheme(f),
+        None => f(&NoAuth),
     }
 }
 
@@ -113,15 +114,15 @@ pub struct OutverseConfig {
 
 impl Scheme for OutverseConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        auth_scheme(&self.auth).validate()
+        with_auth(&self.auth, |scheme| scheme.validate())
     }
 
     fn verify(&self, req: &InboundRequest<'_>) -> Result<(), VerifyError> {
-        auth_scheme(&self.auth).verify(req)
+        with_auth(&self.auth, |scheme| scheme.verify(req))
     }
 
     fn credential_headers(&self) -> Vec<String> {
-        auth_scheme(&self.auth).credential_headers()
+        with_auth(&self.auth, |scheme| scheme.credential_headers())
     }
 
     /// `thread.created`, `reply.updated`…: `type` + `.` + `action`.
@@ -148,15 +149,15 @@ pub struct FeatureosConfig {
 
 impl Scheme for FeatureosConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        auth_scheme(&self.auth).validate()
+        with_auth(&self.auth, |scheme| scheme.validate())
     }
 
     fn verify(&self, req: &InboundRequest<'_>) -> Result<(), VerifyError> {
-        auth_scheme(&self.auth).verify(req)
+        with_auth(&self.auth, |scheme| scheme.verify(req))
     }
 
     fn credential_headers(&self) -> Vec<String> {
-        auth_scheme(&self.auth).credential_headers()
+        with_auth(&self.auth, |scheme| scheme.credential_headers())
     }
 
     // describe: the default, the body's `type` (`postCompleted`…), with no delivery id.

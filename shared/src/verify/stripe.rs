@@ -9,6 +9,7 @@ use super::common::{
     check_window_seconds, decode_hex, header, hmac_sha256, parse_timestamp, require_match, str_at,
     validate_tolerance, Scheme, DEFAULT_TOLERANCE_SECONDS,
 };
+use super::mac::Candidates;
 use super::{ConfigError, EventMeta, InboundRequest, Secrets, VerifyConfig, VerifyError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,11 +34,11 @@ impl Scheme for StripeConfig {
         let malformed = || VerifyError::SignatureMalformed(HEADER.to_owned());
         let value = header(req, HEADER)?;
         let mut timestamp = None;
-        let mut signatures = Vec::new();
+        let mut signatures = Candidates::new();
         for item in value.split(',') {
             match item.trim().split_once('=') {
                 Some(("t", t)) if timestamp.is_none() => timestamp = Some(t),
-                Some(("v1", sig)) => signatures.extend(decode_hex(sig, 32)),
+                Some(("v1", sig)) => signatures.extend(decode_hex(sig.as_bytes(), 32)),
                 // v0 (test-mode legacy) and future schemes are ignored, as Stripe's libraries do.
                 _ => {}
             }
@@ -48,10 +49,7 @@ impl Scheme for StripeConfig {
             return Err(malformed());
         }
         let parts: [&[u8]; 3] = [t_text.as_bytes(), b".", req.body];
-        require_match(
-            &signatures,
-            &self.secret.macs(|key| hmac_sha256(key, &parts)),
-        )?;
+        require_match(&signatures, &self.secret, |key| hmac_sha256(key, &parts))?;
         check_window_seconds(
             t,
             req.now,

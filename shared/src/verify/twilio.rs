@@ -3,14 +3,16 @@
 //! followed by its value. JSON bodies are signed through a `bodySHA256` query parameter
 //! instead: the URL alone is signed, and the body must hash to that parameter.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::common::{
-    decode_base64, form_as_json, header, header_text, hmac, query_param, require_match, str_at,
-    Scheme,
+    decode_base64, form_as_json, header, header_text, query_param, str_at, Scheme,
 };
+use super::mac::hmac_fed;
 use super::{
     ConfigError, EventMeta, HmacAlgorithm, InboundRequest, Secrets, VerifyConfig, VerifyError,
 };
@@ -33,7 +35,7 @@ impl Scheme for TwilioConfig {
 
     fn verify(&self, req: &InboundRequest<'_>) -> Result<(), VerifyError> {
         let text = header(req, SIGNATURE)?;
-        let signature = decode_base64(text, HmacAlgorithm::Sha1.output_len())
+        let signature = decode_base64(text.as_bytes(), HmacAlgorithm::Sha1.output_len())
             .ok_or_else(|| VerifyError::SignatureMalformed(SIGNATURE.to_owned()))?;
         // Twilio signs the URL it called; without a configured public base URL there is nothing
         // to check against, and a source config cannot know that, so this is the request's error.
@@ -46,18 +48,29 @@ impl Scheme for TwilioConfig {
         };
         let body_sha256 = query_param(url.split_once('?').map(|(_, q)| q), "bodySHA256");
         let params = match body_sha256 {
-            Some(_) => String::new(),
+            Some(_) => Vec::new(),
             None => sorted_params(req.body),
         };
-        let expected: Vec<Vec<u8>> = url_variants(url)
-            .iter()
-            .flat_map(|url| {
-                let parts: [&[u8]; 2] = [url.as_bytes(), params.as_bytes()];
-                self.secret
-                    .macs(|key| hmac(HmacAlgorithm::Sha1, key, &parts))
-            })
-            .collect();
-        require_match(&[signature], &expected)?;
+        // Name and value pieces are fed to the MAC as they are, never concatenated.
+        let signed_with = |url: &str, key: &[u8]| {
+            let mac = hmac_fed(HmacAlgorithm::Sha1, key, |update| {
+                update(url.as_bytes());
+                for (name, value) in &params {
+                    update(name.as_bytes());
+                    update(value.as_bytes());
+                }
+            });
+            signature.ct_eq(mac.as_slice())
+        };
+        let matches = |url: &str| {
+            self.secret
+                .iter()
+                .any(|secret| signed_with(url, secret.expose().as_bytes()))
+        };
+        // The URL as reported first; its default-port twin (built on the heap) only if that fails.
+        if !(matches(url) || url_variants(url)[1..].iter().any(|url| matches(url))) {
+            return Err(VerifyError::SignatureInvalid);
+        }
         if let Some(hash) = body_sha256 {
             let sent = hex::decode(hash.trim()).map_err(|_| VerifyError::SignatureInvalid)?;
             if !super::constant_time_eq(&sent, &Sha256::digest(req.body)) {
@@ -98,13 +111,28 @@ impl Scheme for TwilioConfig {
     }
 }
 
-/// Form fields sorted by name (then value, for repeated names), each as name + value.
-fn sorted_params(body: &[u8]) -> String {
-    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    pairs.sort();
-    pairs.into_iter().map(|(k, v)| k + &v).collect()
+/// Form fields sorted by name (then value, for repeated names), decoded as
+/// `form_urlencoded::parse` does. Fields that need no decoding (ASCII without `%` or `+`: nearly
+/// all of Twilio's) are borrowed from the body; the rest go through `form_urlencoded` itself.
+fn sorted_params(body: &[u8]) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    let mut pairs = Vec::with_capacity(32);
+    for field in body.split(|&b| b == b'&').filter(|f| !f.is_empty()) {
+        if field
+            .iter()
+            .all(|&b| b.is_ascii() && b != b'%' && b != b'+')
+        {
+            // ASCII, so valid UTF-8 at any split point.
+            let text = std::str::from_utf8(field).expect("ASCII is UTF-8");
+            let (name, value) = text.split_once('=').unwrap_or((text, ""));
+            pairs.push((Cow::Borrowed(name), Cow::Borrowed(value)));
+        } else {
+            // A field without `&` is exactly one pair.
+            pairs.extend(url::form_urlencoded::parse(field));
+        }
+    }
+    // Equal pairs are identical text, so an unstable sort signs the same string.
+    pairs.sort_unstable();
+    pairs
 }
 
 /// The URL as configured, plus the same URL with the default port added or removed: Twilio's
