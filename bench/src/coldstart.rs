@@ -297,6 +297,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             verify: VerifyConfig::Github(hookhub::verify::GithubConfig {
                 secret: crate::load::SOURCE_SECRET.into(),
             }),
+            dedup_config: None,
             created_at: now,
         })
         .await?;
@@ -315,6 +316,8 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             event_types: vec![],
             label: Some("bench".into()),
             secret: hookhub::signing::generate_secret(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
             enabled: true,
             disabled_reason: None,
             created_at: now,

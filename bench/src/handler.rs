@@ -108,6 +108,9 @@ impl TaskQueue for NullBackend {
     async fn receive(&self, _: usize, _: Duration) -> StoreResult<Vec<ReceivedTask>> {
         Ok(Vec::new())
     }
+    async fn extend(&self, _: &str, _: Duration) -> StoreResult<()> {
+        Ok(())
+    }
     async fn ack(&self, _: &str) -> StoreResult<()> {
         Ok(())
     }

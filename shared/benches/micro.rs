@@ -471,6 +471,8 @@ fn subscription(i: usize, sources: Vec<String>, event_types: Vec<String>) -> Sub
         event_types,
         label: None,
         secret: Secret::new(WHSEC),
+        previous_secret: None,
+        previous_secret_expires_at: None,
         enabled: true,
         disabled_reason: None,
         created_at: now(),

@@ -1,16 +1,25 @@
 //! The admin service: validated management of sources and subscriptions, and read access to
 //! events and attempts. The HTTP layer only maps requests and errors onto these calls.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+mod secrets;
+
+pub use secrets::{
+    CreatedSubscription, RotateSecret, SubscriptionSecret, SubscriptionView, DEFAULT_ROTATION_GRACE,
+};
+
+use crate::dedup::DedupConfig;
 use crate::domain::{
     is_valid_slug, new_id, Attempt, DeliveryState, Event, Secret, Source, Subscription, Task,
 };
 use crate::filter::is_valid_filter;
 use crate::ports::{Backend, EventQuery, StoreError};
 use crate::signing;
-use crate::verify::VerifyConfig;
+use crate::verify::{resolve_placeholders, scheme_info, VerifyConfig, REDACTED};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -37,12 +46,20 @@ pub type AdminResult<T> = Result<T, AdminError>;
 pub struct CreateSource {
     pub id: String,
     pub verify: VerifyConfig,
+    /// The scheme's default (its delivery id, else none) when absent.
+    #[serde(default)]
+    pub dedup: Option<DedupConfig>,
 }
 
+/// Partial update: absent fields are left as they are. In `verify`, a secret sent back as the
+/// redaction placeholder `***` keeps the stored secret at that place.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSource {
-    pub verify: VerifyConfig,
+    #[serde(default)]
+    pub verify: Option<VerifyConfig>,
+    #[serde(default)]
+    pub dedup: Option<DedupConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,11 +91,12 @@ pub struct UpdateSubscription {
     pub enabled: Option<bool>,
 }
 
-/// A source as shown through the API: secrets redacted.
+/// A source as shown through the API: secrets redacted, the dedup setting in force.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceView {
     pub id: String,
     pub verify: VerifyConfig,
+    pub dedup: DedupConfig,
     pub created_at: chrono::DateTime<Utc>,
 }
 
@@ -86,6 +104,7 @@ impl From<Source> for SourceView {
     fn from(s: Source) -> Self {
         Self {
             verify: s.verify.redacted(),
+            dedup: s.dedup(),
             id: s.id,
             created_at: s.created_at,
         }
@@ -185,24 +204,26 @@ impl Admin {
                 "a source id is 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit",
             ));
         }
-        req.verify
-            .validate()
-            .map_err(|e| invalid("invalid_verify", e.0))?;
         let source = Source {
             id: req.id,
-            verify: req.verify,
+            verify: resolve_verify(req.verify, None)?,
+            dedup_config: req.dedup,
             created_at: Utc::now(),
         };
+        validate_source(&source)?;
         self.backend.sources.create_source(&source).await?;
         Ok(source.into())
     }
 
     pub async fn update_source(&self, id: &str, req: UpdateSource) -> AdminResult<SourceView> {
         let mut source = self.load_source(id).await?;
-        req.verify
-            .validate()
-            .map_err(|e| invalid("invalid_verify", e.0))?;
-        source.verify = req.verify;
+        if let Some(verify) = req.verify {
+            source.verify = resolve_verify(verify, Some(&source.verify))?;
+        }
+        if let Some(dedup) = req.dedup {
+            source.dedup_config = Some(dedup);
+        }
+        validate_source(&source)?;
         self.backend.sources.update_source(&source).await?;
         Ok(source.into())
     }
@@ -231,7 +252,10 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound(format!("source {id}")))
     }
 
-    pub async fn create_subscription(&self, req: CreateSubscription) -> AdminResult<Subscription> {
+    pub async fn create_subscription(
+        &self,
+        req: CreateSubscription,
+    ) -> AdminResult<CreatedSubscription> {
         validate_url(&req.url)?;
         validate_sources(&req.sources)?;
         validate_filters(&req.event_types)?;
@@ -247,6 +271,8 @@ impl Admin {
             event_types: req.event_types,
             label: req.label,
             secret,
+            previous_secret: None,
+            previous_secret_expires_at: None,
             enabled: req.enabled.unwrap_or(true),
             disabled_reason: None,
             created_at: now,
@@ -256,15 +282,18 @@ impl Admin {
             .subscriptions
             .create_subscription(&subscription)
             .await?;
-        Ok(subscription)
+        Ok(CreatedSubscription {
+            subscription: SubscriptionView::from(&subscription),
+            secret: subscription.secret,
+        })
     }
 
     pub async fn update_subscription(
         &self,
         id: &str,
         req: UpdateSubscription,
-    ) -> AdminResult<Subscription> {
-        let mut sub = self.get_subscription(id).await?;
+    ) -> AdminResult<SubscriptionView> {
+        let mut sub = self.load_subscription(id).await?;
         if let Some(url) = req.url {
             validate_url(&url)?;
             sub.url = url;
@@ -280,8 +309,10 @@ impl Admin {
         if let Some(label) = req.label {
             sub.label = Some(label);
         }
-        if let Some(secret) = req.secret {
-            sub.secret = validate_secret(secret)?;
+        // The placeholder some clients send back keeps the secret; a new one replaces it at once
+        // (`rotate` keeps the old one signing for a while).
+        if let Some(secret) = req.secret.filter(|s| s.expose() != REDACTED) {
+            sub = secrets::rotated(sub, validate_secret(secret)?, Duration::ZERO, Utc::now());
         }
         if let Some(enabled) = req.enabled {
             sub.enabled = enabled;
@@ -291,10 +322,14 @@ impl Admin {
         }
         sub.updated_at = Utc::now();
         self.backend.subscriptions.update_subscription(&sub).await?;
-        Ok(sub)
+        Ok(SubscriptionView::from(&sub))
     }
 
-    pub async fn get_subscription(&self, id: &str) -> AdminResult<Subscription> {
+    pub async fn get_subscription(&self, id: &str) -> AdminResult<SubscriptionView> {
+        Ok(SubscriptionView::from(&self.load_subscription(id).await?))
+    }
+
+    async fn load_subscription(&self, id: &str) -> AdminResult<Subscription> {
         self.backend
             .subscriptions
             .get_subscription(id)
@@ -302,8 +337,9 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound(format!("subscription {id}")))
     }
 
-    pub async fn list_subscriptions(&self) -> AdminResult<Vec<Subscription>> {
-        Ok(self.backend.subscriptions.list_subscriptions().await?)
+    pub async fn list_subscriptions(&self) -> AdminResult<Vec<SubscriptionView>> {
+        let subscriptions = self.backend.subscriptions.list_subscriptions().await?;
+        Ok(subscriptions.iter().map(SubscriptionView::from).collect())
     }
 
     pub async fn delete_subscription(&self, id: &str) -> AdminResult<()> {
@@ -366,7 +402,7 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound(format!("event {id}")))?;
         let targets: Vec<Subscription> = match req.subscription_id {
             Some(sub_id) => {
-                let sub = self.get_subscription(&sub_id).await?;
+                let sub = self.load_subscription(&sub_id).await?;
                 if !sub.enabled {
                     return Err(invalid(
                         "subscription_disabled",
@@ -415,7 +451,7 @@ impl Admin {
         id: &str,
         limit: Option<usize>,
     ) -> AdminResult<Vec<Attempt>> {
-        self.get_subscription(id).await?;
+        self.load_subscription(id).await?;
         let limit = limit.unwrap_or(50).clamp(1, 1000);
         Ok(self
             .backend
@@ -423,6 +459,28 @@ impl Admin {
             .attempts_for_subscription(id, limit)
             .await?)
     }
+}
+
+/// `verify` with placeholder secrets resolved against the stored config (see
+/// [`resolve_placeholders`]).
+fn resolve_verify(
+    verify: VerifyConfig,
+    stored: Option<&VerifyConfig>,
+) -> AdminResult<VerifyConfig> {
+    resolve_placeholders(verify, stored).map_err(|e| invalid("secret_placeholder", e.0))
+}
+
+fn validate_source(source: &Source) -> AdminResult<()> {
+    source
+        .verify
+        .validate()
+        .map_err(|e| invalid("invalid_verify", e.0))?;
+    let scheme = source.verify.scheme_name();
+    let has_delivery_id = scheme_info(scheme).is_some_and(|info| info.has_delivery_id());
+    source
+        .dedup()
+        .validate(scheme, has_delivery_id)
+        .map_err(|message| invalid("invalid_dedup", message))
 }
 
 fn validate_url(raw: &str) -> AdminResult<()> {

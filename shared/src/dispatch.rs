@@ -115,17 +115,22 @@ impl Dispatcher {
         }
         let latest = latest_attempts(self.backend.attempts.attempts_for_event(event_id).await?);
         let event = Arc::new(event);
-        let mut retries = Vec::new();
+        let mut resends = Vec::new();
         let mut work = Vec::new();
         let first = Series::new(1, 1);
         for subscription in subscriptions {
             match plan(latest.get(subscription.id.as_str()), first, redelivered) {
                 Plan::Deliver => work.push(subscription),
                 Plan::Skip => {}
-                Plan::Resend(task, delay) => retries.push((task, delay)),
+                Plan::Resend(task, delay) => resends.push((task, delay)),
             }
         }
-        let results: Vec<Result<Option<(Task, Duration)>, StoreError>> = stream::iter(work)
+        if !resends.is_empty() {
+            self.backend.queue.send_batch(&resends).await?;
+        }
+        // Each pair schedules its own retry as soon as its attempt ends: a slow sibling must
+        // not hold it back.
+        let results: Vec<Result<(), StoreError>> = stream::iter(work)
             .map(|subscription| {
                 let event = event.clone();
                 async move { self.attempt(&event, &subscription, first).await }
@@ -133,20 +138,9 @@ impl Dispatcher {
             .buffer_unordered(self.config.fan_out_concurrency.max(1))
             .collect()
             .await;
-        let mut first_error = None;
-        for result in results {
-            match result {
-                Ok(Some(retry)) => retries.push(retry),
-                Ok(None) => {}
-                Err(e) => first_error = first_error.or(Some(e)),
-            }
-        }
-        // Schedule what we can even if one pair failed to record, then report the failure so
-        // the task runs again (recorded pairs are skipped then).
-        if !retries.is_empty() {
-            self.backend.queue.send_batch(&retries).await?;
-        }
-        match first_error {
+        // Report a pair that failed to record or schedule, so the task runs again (recorded
+        // pairs are skipped then, or their retry re-sent).
+        match results.into_iter().find_map(Result::err) {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
@@ -189,24 +183,21 @@ impl Dispatcher {
             .filter(|a| a.subscription_id == subscription_id)
             .collect();
         let latest = prior.iter().max_by_key(|a| a.attempt);
-        let retry = match plan(latest, series, redelivered) {
+        match plan(latest, series, redelivered) {
             Plan::Deliver => self.attempt(&event, &subscription, series).await?,
-            Plan::Skip => None,
-            Plan::Resend(task, delay) => Some((task, delay)),
-        };
-        if let Some((task, delay)) = retry {
-            self.backend.queue.send(&task, delay).await?;
+            Plan::Skip => {}
+            Plan::Resend(task, delay) => self.backend.queue.send(&task, delay).await?,
         }
         Ok(())
     }
 
-    /// Delivers once, records the attempt and returns the retry to schedule, if any.
+    /// Delivers once, records the attempt, then schedules the retry, if any.
     async fn attempt(
         &self,
         event: &Event,
         subscription: &Subscription,
         series: Series,
-    ) -> Result<Option<(Task, Duration)>, StoreError> {
+    ) -> Result<(), StoreError> {
         let attempt = series.attempt;
         let started_at = Utc::now();
         let response = match signed_headers(event, subscription, started_at.timestamp()) {
@@ -271,7 +262,11 @@ impl Dispatcher {
             self.disable(subscription, "the endpoint answered 410 Gone")
                 .await?;
         }
-        Ok(next.map(|delay| (retry_task(event, subscription, series.next()), delay)))
+        if let Some(delay) = next {
+            let task = retry_task(event, subscription, series.next());
+            self.backend.queue.send(&task, delay).await?;
+        }
+        Ok(())
     }
 
     async fn disable(&self, subscription: &Subscription, reason: &str) -> Result<(), StoreError> {
@@ -406,8 +401,13 @@ pub fn signed_headers(
     subscription: &Subscription,
     timestamp: i64,
 ) -> Result<HeaderMap, signing::SigningError> {
-    let signature =
-        signing::signature_header(&subscription.secret, &event.id, timestamp, &event.body)?;
+    let at = chrono::DateTime::from_timestamp(timestamp, 0).unwrap_or_default();
+    let signature = signing::signature_header_all(
+        subscription.signing_secrets(at),
+        &event.id,
+        timestamp,
+        &event.body,
+    )?;
     let mut headers = HeaderMap::new();
     let value =
         |s: &str| HeaderValue::from_str(s).map_err(|_| signing::SigningError::MalformedSecret);

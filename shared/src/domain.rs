@@ -7,6 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::DedupConfig;
 use crate::verify::VerifyConfig;
 
 /// A secret value (signing key, token, password). Serialises as itself (stores need it) but never
@@ -59,7 +60,23 @@ pub fn is_valid_slug(id: &str) -> bool {
 pub struct Source {
     pub id: String,
     pub verify: VerifyConfig,
+    /// How retries of one webhook are recognised; the scheme's default when absent
+    /// ([`Source::dedup`]).
+    #[serde(default, rename = "dedup", skip_serializing_if = "Option::is_none")]
+    pub dedup_config: Option<DedupConfig>,
     pub created_at: DateTime<Utc>,
+}
+
+impl Source {
+    /// The dedup setting in force: the source's own, else its scheme's default.
+    pub fn dedup(&self) -> DedupConfig {
+        self.dedup_config.clone().unwrap_or_else(|| {
+            DedupConfig::default_for(
+                crate::verify::scheme_info(self.verify.scheme_name())
+                    .is_some_and(|info| info.has_delivery_id()),
+            )
+        })
+    }
 }
 
 /// One webhook as received, stored byte for byte.
@@ -70,7 +87,8 @@ pub struct Event {
     pub event_type: String,
     pub received_at: DateTime<Utc>,
     pub content_type: Option<String>,
-    /// Scoped to the source: the provider's delivery id when it sends one, else a body hash.
+    /// Scoped to the source, per its dedup setting (`id:…`, `sha256:…`, `header:…`, `json:…`);
+    /// `once:{id}` for an event that is not deduplicated, which nothing else can match.
     pub dedup_key: String,
     /// Request headers worth keeping for debugging and replay; credentials are stripped.
     pub headers: BTreeMap<String, String>,
@@ -90,6 +108,12 @@ pub struct Subscription {
     pub event_types: Vec<String>,
     pub label: Option<String>,
     pub secret: Secret,
+    /// The secret before the last rotation, still signing (as a second `v1,` entry) until
+    /// `previous_secret_expires_at`, so subscribers can switch without rejecting deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub enabled: bool,
     /// Why the subscription was disabled by Hookhub itself (e.g. the endpoint answered 410).
     pub disabled_reason: Option<String>,
@@ -103,6 +127,16 @@ impl Subscription {
         self.enabled
             && (self.sources.is_empty() || self.sources.iter().any(|s| s == source_id))
             && crate::filter::matches_any(&self.event_types, event_type)
+    }
+
+    /// The secrets deliveries are signed with at `now`: the current one, then the previous one
+    /// while its grace period runs.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Secret> {
+        let previous = match (&self.previous_secret, self.previous_secret_expires_at) {
+            (Some(secret), Some(until)) if now < until => Some(secret),
+            _ => None,
+        };
+        std::iter::once(&self.secret).chain(previous)
     }
 }
 

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, Method};
-use sha2::{Digest, Sha256};
 
+use crate::dedup::{dedup_key, DedupInput};
 use crate::domain::{new_id, Event, Task};
 use crate::ports::{
     Backend, EventStore, InsertOutcome, Intake, StoreError, StoreResult, Stored, TaskQueue,
@@ -22,7 +22,8 @@ use crate::verify::{HandshakeResponse, InboundRequest, VerifyError};
 pub struct ReceiverConfig {
     /// Largest accepted body; larger requests get 413.
     pub max_body_bytes: usize,
-    /// A second request with the same dedup key within this window is not stored again.
+    /// A second request with the same dedup key within this window is not stored again; the
+    /// default of sources whose `dedup` sets no window.
     pub dedup_window: Duration,
     /// Public base URL of the deployment (e.g. `https://hooks.example.com`), for schemes that
     /// sign the full URL.
@@ -146,15 +147,23 @@ impl Ingestor {
             .or_else(|| json_type(json.as_ref()))
             .or_else(|| header_str(&request.headers, "x-event-type"))
             .unwrap_or_else(|| "unknown".to_string());
-        let dedup_key = match meta.delivery_id {
-            Some(id) => format!("id:{id}"),
-            None => format!("sha256:{}", hex::encode(Sha256::digest(&request.body))),
-        };
+        let dedup = source.dedup();
+        let id = new_id("evt");
+        let dedup_key = dedup_key(
+            &dedup.key,
+            DedupInput {
+                delivery_id: meta.delivery_id.as_deref(),
+                headers: &request.headers,
+                json: json.as_ref(),
+                body: &request.body,
+            },
+        )
+        .unwrap_or_else(|| format!("once:{id}"));
 
         let mut stripped: Vec<String> = source.verify.credential_headers();
         stripped.extend(ALWAYS_STRIPPED.iter().map(|h| h.to_string()));
         let event = Event {
-            id: new_id("evt"),
+            id,
             source_id: source.id.clone(),
             event_type,
             received_at: inbound.now,
@@ -169,7 +178,7 @@ impl Ingestor {
         // request future is dropped, but this work still finishes, so no event is left stored
         // and not enqueued (the sweep covers crashes).
         let intake = self.backend.intake.clone();
-        let window = self.config.dedup_window;
+        let window = dedup.window_or(self.config.dedup_window);
         let stored = tokio::spawn(async move { intake.store_and_enqueue(&event, window).await })
             .await
             .map_err(|e| IngestError::Unavailable(StoreError::Unavailable(e.to_string())))?

@@ -126,6 +126,10 @@ pub trait TaskQueue: Send + Sync {
     async fn send_batch(&self, tasks: &[(Task, Duration)]) -> StoreResult<()>;
     /// Takes up to `max` visible messages, hiding each for `visibility`.
     async fn receive(&self, max: usize, visibility: Duration) -> StoreResult<Vec<ReceivedTask>>;
+    /// Keeps a message being processed hidden for `visibility` from now (a lease extension, so
+    /// work that outlives the visibility timeout does not run twice at once). `NotFound` when the
+    /// receipt no longer holds the message (acked, or received again by another consumer).
+    async fn extend(&self, receipt: &str, visibility: Duration) -> StoreResult<()>;
     /// Deletes a processed message.
     async fn ack(&self, receipt: &str) -> StoreResult<()>;
     /// Moves a message that can never be processed (malformed) to the dead-letter queue.

@@ -68,6 +68,24 @@ pub fn signature_header(
     ))
 }
 
+/// The `webhook-signature` header value signed with each secret in turn, space-separated (how
+/// Standard Webhooks carries several signatures while a secret is being rotated).
+pub fn signature_header_all<'a>(
+    secrets: impl IntoIterator<Item = &'a Secret>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<String, SigningError> {
+    let mut header = String::new();
+    for secret in secrets {
+        if !header.is_empty() {
+            header.push(' ');
+        }
+        header.push_str(&signature_header(secret, msg_id, timestamp, body)?);
+    }
+    Ok(header)
+}
+
 /// Whether any `v1,` entry of a space-separated `webhook-signature` header matches, compared in
 /// constant time. Timestamp tolerance is the caller's business.
 pub fn signature_matches(
@@ -125,6 +143,23 @@ mod tests {
             &header
         ));
         assert!(!signature_matches(&key, SPEC_ID, SPEC_TS, SPEC_BODY, "v1,"));
+    }
+
+    #[test]
+    fn several_secrets_sign_one_entry_each() {
+        let other = generate_secret();
+        let spec = Secret::new(SPEC_SECRET);
+        let header = signature_header_all([&spec, &other], SPEC_ID, SPEC_TS, SPEC_BODY).unwrap();
+        let (first, second) = header.split_once(' ').unwrap();
+        assert_eq!(first, SPEC_SIG);
+        let other_key = decode_secret(other.expose()).unwrap();
+        assert!(signature_matches(
+            &other_key, SPEC_ID, SPEC_TS, SPEC_BODY, second
+        ));
+        assert_eq!(
+            signature_header_all([&spec], SPEC_ID, SPEC_TS, SPEC_BODY).unwrap(),
+            SPEC_SIG
+        );
     }
 
     #[test]

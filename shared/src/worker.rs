@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::dispatch::{Dispatcher, TaskOutcome};
 use crate::ingest::sweep_unenqueued;
-use crate::ports::ReceivedTask;
+use crate::ports::{ReceivedTask, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -27,7 +27,8 @@ pub struct WorkerOptions {
     /// Messages open at once, those past their patience included (bounds connections and
     /// memory when a subscriber is slow).
     pub max_open: usize,
-    /// How long a received message stays hidden; must exceed the longest processing time.
+    /// How long a received message stays hidden; extended every third of it while the message
+    /// is processed, so it need not cover the longest processing time.
     pub visibility_timeout: Duration,
     /// Poll interval when the queue is empty and no wake-up notifier is available.
     pub idle_poll: Duration,
@@ -134,8 +135,9 @@ impl Worker {
                     .await
                     .expect("semaphore never closed");
                 let dispatcher = self.dispatcher.clone();
+                let visibility = self.options.visibility_timeout;
                 in_flight.spawn(async move {
-                    let work = handle_message(&dispatcher, message);
+                    let work = handle_message_leased(&dispatcher, message, visibility);
                     tokio::pin!(work);
                     if tokio::time::timeout(patience, &mut work).await.is_err() {
                         // Past its patience: free the slot, keep going under `max_open` only.
@@ -166,6 +168,36 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// [`handle_message`] while keeping the message's lease: its visibility is extended every third
+/// of the timeout until it is settled, so a delivery outliving the visibility timeout (a slow
+/// subscriber) is never handed to a second consumer and sent twice at once.
+pub async fn handle_message_leased(
+    dispatcher: &Dispatcher,
+    message: ReceivedTask,
+    visibility: Duration,
+) {
+    let queue = dispatcher.backend().queue.clone();
+    let receipt = message.receipt.clone();
+    let keep_lease = async move {
+        let every = (visibility / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match queue.extend(&receipt, visibility).await {
+                Ok(()) => {}
+                // Settled meanwhile, or taken over: nothing left to hold.
+                Err(StoreError::NotFound(_)) => break,
+                Err(e) => tracing::warn!(error = %e, "extending a task's lease failed"),
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        biased;
+        () = handle_message(dispatcher, message) => {}
+        () = keep_lease => {}
     }
 }
 

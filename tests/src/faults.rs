@@ -74,6 +74,9 @@ impl TaskQueue for FaultyQueue {
     async fn receive(&self, max: usize, visibility: Duration) -> StoreResult<Vec<ReceivedTask>> {
         self.inner.receive(max, visibility).await
     }
+    async fn extend(&self, receipt: &str, visibility: Duration) -> StoreResult<()> {
+        self.inner.extend(receipt, visibility).await
+    }
     async fn ack(&self, receipt: &str) -> StoreResult<()> {
         self.inner.ack(receipt).await
     }

@@ -146,6 +146,16 @@ impl Sink {
         self.state.lock().unwrap().received.len()
     }
 
+    /// Asserts that the sink's count stays at `n` for `period`: nothing more arrives.
+    pub async fn assert_stays_at(&self, n: usize, period: Duration) {
+        let more = wait_until(period, || self.count() != n).await;
+        assert!(
+            more.is_err(),
+            "sink expected to stay at {n} requests, got {}",
+            self.count()
+        );
+    }
+
     /// Waits until at least `n` requests arrived (or panics after `timeout`).
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
         wait_until(timeout, || self.count() >= n)
@@ -298,6 +308,36 @@ impl DevServer {
     pub fn ingest_url(&self, source: &str) -> String {
         format!("{}/webhooks/{source}", self.base)
     }
+
+    /// An event's attempt log, through the admin API.
+    pub async fn attempts(&self, event_id: &str) -> Vec<Value> {
+        self.admin()
+            .get(&format!("/v1/events/{event_id}/attempts"))
+            .await["data"]
+            .as_array()
+            .expect("attempts list")
+            .clone()
+    }
+
+    /// Polls an event's attempt log until `done` holds (20 s at most); returns the log.
+    pub async fn wait_for_attempts(
+        &self,
+        event_id: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.attempts(event_id).await;
+            if done(&log) {
+                return log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "attempt log never reached the expected state: {log:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for DevServer {
@@ -359,4 +399,54 @@ pub fn temp_dir() -> tempfile::TempDir {
 
 pub fn path_of(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().to_path_buf()
+}
+
+/// The backends a dev server runs on, for checks that must hold on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    /// DynamoDB + SQS on the shared moto server, on fresh tables and queues.
+    Moto,
+}
+
+/// A dev server on `kind`, with the temp dir that holds its data (SQLite) for the test's life.
+pub async fn start_dev(kind: BackendKind, options: DevOptions) -> (DevServer, tempfile::TempDir) {
+    let dir = temp_dir();
+    let server = match kind {
+        BackendKind::Sqlite => DevServer::start(dir.path(), options).await,
+        BackendKind::Moto => {
+            let settings = hookhub::aws::AwsSettings::with_prefix(&moto::unique_prefix());
+            DevServer::start_on(options, async move {
+                // Clients are built on the server's runtime so they die with it.
+                let aws = hookhub::aws::Aws::new(&moto::sdk_config().await, settings);
+                aws.ensure_resources().await.expect("moto resources");
+                (aws.backend().await.expect("AWS backend on moto"), None)
+            })
+            .await
+        }
+    };
+    (server, dir)
+}
+
+/// Runs an `async fn(BackendKind)` check as one test per backend: `mod sqlite` and `mod moto`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($check:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check($crate::BackendKind::Sqlite).await;
+                }
+            )+
+        }
+        mod moto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check($crate::BackendKind::Moto).await;
+                }
+            )+
+        }
+    };
 }

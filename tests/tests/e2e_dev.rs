@@ -55,16 +55,6 @@ async fn post_github(server: &DevServer, body: &[u8]) -> reqwest::Response {
         .unwrap()
 }
 
-async fn attempts(server: &DevServer, event_id: &str) -> Vec<Value> {
-    server
-        .admin()
-        .get(&format!("/v1/events/{event_id}/attempts"))
-        .await["data"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_is_delivered_signed_and_byte_identical_to_every_matching_subscriber() {
     let dir = temp_dir();
@@ -111,7 +101,7 @@ async fn webhook_is_delivered_signed_and_byte_identical_to_every_matching_subscr
     let event = server.admin().get(&format!("/v1/events/{event_id}")).await;
     assert_eq!(event["event_type"], "issues.opened");
     assert_eq!(event["body"].as_str().unwrap().as_bytes(), body);
-    let log = attempts(&server, &event_id).await;
+    let log = server.attempts(&event_id).await;
     assert_eq!(log.len(), 2);
     assert!(log
         .iter()
@@ -139,7 +129,9 @@ async fn failing_subscriber_is_retried_and_every_attempt_is_logged() {
         got.iter().all(|r| r.header("webhook-id") == event_id),
         "webhook-id is stable across retries"
     );
-    let log = wait_until_attempts(&server, &event_id, |log| log.len() == 4).await;
+    let log = server
+        .wait_for_attempts(&event_id, |log| log.len() == 4)
+        .await;
     let flaky_log: Vec<&Value> = log
         .iter()
         .filter(|a| a["subscription_id"] == flaky_id.as_str())
@@ -175,11 +167,12 @@ async fn exhausted_retries_mark_the_delivery_failed_and_410_disables_the_subscri
     // Schedule of 3 delays = 4 attempts in all.
     down.wait_for(4, WAIT).await;
     let admin = server.admin();
-    let log = wait_until_attempts(&server, &event_id, |log| {
-        log.iter()
-            .any(|a| a["subscription_id"] == down_id.as_str() && a["attempt"] == 4)
-    })
-    .await;
+    let log = server
+        .wait_for_attempts(&event_id, |log| {
+            log.iter()
+                .any(|a| a["subscription_id"] == down_id.as_str() && a["attempt"] == 4)
+        })
+        .await;
     let last = log
         .iter()
         .find(|a| a["subscription_id"] == down_id.as_str() && a["attempt"] == 4)
@@ -226,13 +219,30 @@ async fn duplicate_posts_are_acknowledged_with_the_original_id_and_delivered_onc
     let dir = temp_dir();
     let server = DevServer::start(dir.path(), DevOptions::default()).await;
     create_github_source(&server).await;
+    // A generic HMAC source deduplicates only when told how: here on GitHub's delivery header.
+    server
+        .admin()
+        .call(
+            Method::PATCH,
+            "/v1/sources/github",
+            Some(json!({"dedup": {"key": "header:X-GitHub-Delivery"}})),
+        )
+        .await;
     let sink = Sink::start().await;
     subscribe(&server, &sink, json!([])).await;
 
     let body = br#"{"type":"push","ref":"refs/heads/main"}"#;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let response = post_github(&server, body).await;
+        let response = hookhub_tests::http_client()
+            .post(server.ingest_url("github"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", github_signature(body))
+            .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         ids.push(
             response.json::<Value>().await.unwrap()["id"]
@@ -518,7 +528,11 @@ async fn admin_api_manages_sources_and_subscriptions() {
     assert_eq!(status, 200);
     assert_eq!(patched["enabled"], false);
     assert_eq!(patched["event_types"], json!(["a.*"]));
-    assert_eq!(patched["secret"], sub["secret"]);
+    assert_eq!(
+        patched.get("secret"),
+        None,
+        "the secret is shown only when created"
+    );
     let (status, _) = admin
         .call(Method::DELETE, &format!("/v1/subscriptions/{id}"), None)
         .await;
@@ -559,7 +573,7 @@ async fn a_failed_delivery_is_replayed_with_a_fresh_retry_schedule() {
         log.iter()
             .any(|a| a["subscription_id"] == down_id.as_str() && a["state"] == "failed")
     };
-    wait_until_attempts(&server, &event_id, failed).await;
+    server.wait_for_attempts(&event_id, failed).await;
 
     // Replay to the failed subscription only.
     let (status, replayed) = admin
@@ -581,7 +595,7 @@ async fn a_failed_delivery_is_replayed_with_a_fresh_retry_schedule() {
                 && a["state"] == "succeeded"
         })
     };
-    let log = wait_until_attempts(&server, &event_id, done).await;
+    let log = server.wait_for_attempts(&event_id, done).await;
     let fifth = log
         .iter()
         .find(|a| a["subscription_id"] == down_id.as_str() && a["attempt"] == 5)
@@ -600,34 +614,16 @@ async fn a_failed_delivery_is_replayed_with_a_fresh_retry_schedule() {
     assert_eq!(replayed["subscriptions"].as_array().unwrap().len(), 2);
     fine.wait_for(2, WAIT).await;
     down.wait_for(7, WAIT).await;
-    let log = wait_until_attempts(&server, &event_id, |log| {
-        log.iter()
-            .any(|a| a["subscription_id"] == fine_id.as_str() && a["attempt"] == 2)
-    })
-    .await;
+    let log = server
+        .wait_for_attempts(&event_id, |log| {
+            log.iter()
+                .any(|a| a["subscription_id"] == fine_id.as_str() && a["attempt"] == 2)
+        })
+        .await;
     assert!(log.iter().all(|a| a["attempt"].as_u64().unwrap() <= 7));
 
     let (status, _) = admin
         .call(Method::POST, "/v1/events/evt_missing/replay", None)
         .await;
     assert_eq!(status, 404);
-}
-
-/// Polls an event's attempt log until `done` holds; returns the log.
-async fn wait_until_attempts(
-    server: &DevServer,
-    event_id: &str,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    for _ in 0..400 {
-        let log = attempts(server, event_id).await;
-        if done(&log) {
-            return log;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "attempt log never reached the expected state: {:#?}",
-        attempts(server, event_id).await
-    );
 }

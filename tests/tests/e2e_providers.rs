@@ -196,7 +196,9 @@ async fn outverse_events_are_typed_from_type_and_action() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn featureos_events_are_typed_from_type() {
-    let f = fixture(json!({"id": "featureos", "verify": {"scheme": "featureos"}})).await;
+    let f = fixture(json!({"id": "featureos", "verify": {"scheme": "featureos",
+        "auth": {"scheme": "none"}}}))
+    .await;
     let body = r#"{"type":"postCompleted","data":{"post":{"id":9,"title":"Dark mode"}}}"#;
     let (status, _) = status_and_json(
         f.post("featureos")

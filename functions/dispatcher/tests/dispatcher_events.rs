@@ -66,6 +66,8 @@ fn subscription(id: &str, url: &str, secret: Secret) -> Subscription {
         event_types: Vec::new(),
         label: Some("lambda-test".to_owned()),
         secret,
+        previous_secret: None,
+        previous_secret_expires_at: None,
         enabled: true,
         disabled_reason: None,
         created_at: now,

@@ -206,6 +206,30 @@ impl TaskQueue for SqsQueue {
         Ok(tasks)
     }
 
+    async fn extend(&self, receipt: &str, visibility: Duration) -> StoreResult<()> {
+        match self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(visibility.as_secs().min(MAX_VISIBILITY_SECS) as i32)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error().is_some_and(|se| {
+                    se.is_receipt_handle_is_invalid() || se.is_message_not_inflight()
+                }) =>
+            {
+                Err(StoreError::NotFound(
+                    "message with this receipt handle".to_owned(),
+                ))
+            }
+            Err(e) => Err(sdk_error("ChangeMessageVisibility", e)),
+        }
+    }
+
     async fn ack(&self, receipt: &str) -> StoreResult<()> {
         match self
             .client

@@ -54,6 +54,7 @@ macro_rules! contract_tests {
             queue_stale_receipt_ack_is_noop,
             queue_batch_send,
             queue_dead_letter_removes_message,
+            queue_extend_keeps_a_message_hidden,
             concurrent_inserts_same_dedup_key_yield_one_event,
             intake_stores_enqueues_and_deduplicates,
             intake_completes_an_unenqueued_original,
@@ -94,6 +95,7 @@ pub fn sample_source(id: &str) -> Source {
     Source {
         id: id.to_owned(),
         verify: VerifyConfig::None,
+        dedup_config: None,
         created_at: Utc::now(),
     }
 }
@@ -108,6 +110,8 @@ pub fn sample_subscription() -> Subscription {
         event_types: Vec::new(),
         label: Some("contract".to_owned()),
         secret: Secret::new("whsec_contract"),
+        previous_secret: None,
+        previous_secret_expires_at: None,
         enabled: true,
         disabled_reason: None,
         created_at: now,

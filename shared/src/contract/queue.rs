@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::domain::Task;
-use crate::ports::{Backend, ReceivedTask, TaskQueue};
+use crate::ports::{Backend, ReceivedTask, StoreError, TaskQueue};
 
 const POLL: Duration = Duration::from_millis(200);
 /// How long a queue check waits for something that should happen.
@@ -208,4 +208,32 @@ pub async fn queue_dead_letter_removes_message(b: &Backend) {
         "a dead-lettered message must not return",
     )
     .await;
+}
+
+pub async fn queue_extend_keeps_a_message_hidden(b: &Backend) {
+    let q = b.queue.as_ref();
+    let visibility = Duration::from_secs(3);
+    q.send(&dispatch("evt_lease"), Duration::ZERO)
+        .await
+        .expect("send");
+    let m = receive_one(q, visibility).await;
+    let received = Instant::now();
+    // Extended about every second until well past its first timeout: it must not come back.
+    while received.elapsed() < visibility * 2 {
+        q.extend(&m.receipt, visibility).await.expect("extend");
+        assert_nothing_for(
+            q,
+            Duration::from_secs(1),
+            "a message whose lease is extended must stay hidden",
+        )
+        .await;
+    }
+    q.ack(&m.receipt).await.expect("ack");
+    assert!(
+        matches!(
+            q.extend(&m.receipt, visibility).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "extending an acked message reports that the receipt holds nothing"
+    );
 }

@@ -34,6 +34,11 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
             "/v1/subscriptions/{id}/attempts",
             get(subscription_attempts),
         )
+        .route("/v1/subscriptions/{id}/secret", get(subscription_secret))
+        .route(
+            "/v1/subscriptions/{id}/secret/rotate",
+            post(rotate_subscription_secret),
+        )
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/events/{id}/attempts", get(event_attempts))
@@ -80,6 +85,15 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             format!("the request body is not valid: {e}"),
         )
     })
+}
+
+/// Like [`parse`], with an empty (or blank) body meaning the request's defaults.
+fn parse_or_default<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse(body)
+    }
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -146,6 +160,20 @@ async fn delete_subscription(State(s): State<AppState>, Path(id): Path<String>) 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn subscription_secret(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    ok(s.admin.subscription_secret(&id).await?)
+}
+
+async fn rotate_subscription_secret(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    // An empty body generates the new secret, with the default grace period.
+    let request = parse_or_default(&body)?;
+    ok(s.admin.rotate_subscription_secret(&id, request).await?)
+}
+
 #[derive(Debug, Deserialize)]
 struct LimitQuery {
     limit: Option<usize>,
@@ -190,11 +218,7 @@ async fn event_attempts(State(s): State<AppState>, Path(id): Path<String>) -> Ap
 
 async fn replay_event(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
     // An empty body replays to every matching subscription.
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
-        Default::default()
-    } else {
-        parse(&body)?
-    };
+    let request = parse_or_default(&body)?;
     let replayed = s.admin.replay_event(&id, request).await?;
     Ok((StatusCode::ACCEPTED, Json(replayed)).into_response())
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{db_err, duration_ms, exec, from_ms, now_ms, SqliteBackend};
 use crate::domain::Task;
-use crate::ports::{ReceivedTask, StoreResult, TaskQueue};
+use crate::ports::{ReceivedTask, StoreError, StoreResult, TaskQueue};
 
 /// A message moved off the queue: dead-lettered by a consumer, or received too many times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -157,6 +157,25 @@ impl TaskQueue for SqliteBackend {
         let max_receives = self.max_receives;
         self.write(move |c| receive(c, max, visibility, max_receives))
             .await
+    }
+
+    async fn extend(&self, receipt: &str, visibility: Duration) -> StoreResult<()> {
+        let receipt = receipt.to_owned();
+        let hidden_until = now_ms().saturating_add(duration_ms(visibility));
+        let updated = self
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE queue SET visible_at = ?2 WHERE receipt = ?1",
+                    params![receipt, hidden_until],
+                )
+                .map_err(db_err)
+            })
+            .await?;
+        match updated {
+            0 => Err(StoreError::NotFound("message with this receipt".to_owned())),
+            _ => Ok(()),
+        }
     }
 
     async fn ack(&self, receipt: &str) -> StoreResult<()> {

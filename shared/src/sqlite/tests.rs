@@ -15,6 +15,7 @@ fn source(id: &str) -> Source {
     Source {
         id: id.to_owned(),
         verify: VerifyConfig::None,
+        dedup_config: None,
         created_at: Utc::now(),
     }
 }

@@ -22,6 +22,9 @@ pub struct SchemeInfo {
     pub fields: &'static str,
     /// Handshake answered by Hookhub, `-` when none.
     pub handshake: &'static str,
+    /// Where the provider's own delivery id comes from, `-` when it sends none. Sources of a
+    /// scheme with one deduplicate on it by default (`dedup.key` `delivery_id`), others not.
+    pub delivery_id: &'static str,
     /// A `verify` config that validates.
     pub example: &'static str,
 }
@@ -35,6 +38,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "secret | secrets",
         handshake: "-",
+        delivery_id: "X-GitHub-Delivery",
         example: r#"{"scheme":"github","secret":"gh-webhook-secret"}"#,
     },
     SchemeInfo {
@@ -44,6 +48,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "300 s",
         fields: "secret | secrets, tolerance_seconds?",
         handshake: "-",
+        delivery_id: "body id",
         example: r#"{"scheme":"stripe","secret":"whsec_stripe-endpoint-secret"}"#,
     },
     SchemeInfo {
@@ -53,6 +58,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "300 s",
         fields: "secret | secrets, tolerance_seconds?",
         handshake: "url_verification -> 200 {\"challenge\"}",
+        delivery_id: "body event_id",
         example: r#"{"scheme":"slack","secret":"slack-signing-secret"}"#,
     },
     SchemeInfo {
@@ -62,6 +68,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "secret | secrets",
         handshake: "-",
+        delivery_id: "X-Shopify-Webhook-Id",
         example: r#"{"scheme":"shopify","secret":"shopify-client-secret"}"#,
     },
     SchemeInfo {
@@ -71,6 +78,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "300 s",
         fields: "secret | secrets, tolerance_seconds?",
         handshake: "TEST -> 200 {\"type\":\"TEST\",\"status\":\"SUCCEEDED\",\"data\":{\"challenge\"}}",
+        delivery_id: "body data.id, else id",
         example: r#"{"scheme":"bettermode","secret":"bettermode-signing-secret"}"#,
     },
     SchemeInfo {
@@ -80,6 +88,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "secret | secrets",
         handshake: "- (ping is an event)",
+        delivery_id: "body id",
         example: r#"{"scheme":"intercom","secret":"intercom-client-secret"}"#,
     },
     SchemeInfo {
@@ -89,6 +98,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "secret | secrets (auth tokens)",
         handshake: "-",
+        delivery_id: "I-Twilio-Idempotency-Token",
         example: r#"{"scheme":"twilio","secret":"twilio-auth-token"}"#,
     },
     SchemeInfo {
@@ -98,6 +108,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "300 s",
         fields: "secret | secrets, tolerance_seconds?",
         handshake: "endpoint.url_validation -> 200 {plainToken, encryptedToken}",
+        delivery_id: "-",
         example: r#"{"scheme":"zoom","secret":"zoom-secret-token"}"#,
     },
     SchemeInfo {
@@ -107,6 +118,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "60 s",
         fields: "secret | secrets, tolerance_seconds?",
         handshake: "-",
+        delivery_id: "Linear-Delivery",
         example: r#"{"scheme":"linear","secret":"lin_wh_signing_secret"}"#,
     },
     SchemeInfo {
@@ -116,6 +128,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "300 s",
         fields: "public_key (base64 DER), tolerance_seconds?",
         handshake: "-",
+        delivery_id: "sg_event_id of a batch of one",
         example: r#"{"scheme":"sendgrid","public_key":"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYP7UuiVanTHJYet0xjVtaMBJuJI7Yfps5mliLmDyn7Z5A/4QCLi8maQa6elWKLxk8vGyDC1+n1F3o8KU1EYimQ=="}"#,
     },
     SchemeInfo {
@@ -125,6 +138,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "secret | secrets, verify_token",
         handshake: "GET subscribe -> 200 challenge (text) or 403",
+        delivery_id: "-",
         example: r#"{"scheme":"meta","secret":"meta-app-secret","verify_token":"meta-verify-token"}"#,
     },
     SchemeInfo {
@@ -134,6 +148,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "secret | secrets",
         handshake: "GET ?challenge -> 200 challenge (text, nosniff)",
+        delivery_id: "-",
         example: r#"{"scheme":"dropbox","secret":"dropbox-app-secret"}"#,
     },
     SchemeInfo {
@@ -143,6 +158,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "value, header?",
         handshake: "-",
+        delivery_id: "-",
         example: r#"{"scheme":"spika","value":"spika-verification-signature"}"#,
     },
     SchemeInfo {
@@ -150,8 +166,9 @@ pub const CATALOG: &[SchemeInfo] = &[
         headers: "per auth",
         signed: "per auth: none | token | basic | hmac",
         window: "-",
-        fields: "auth? (a generic scheme config; default none)",
+        fields: "auth (a generic scheme config, required: none | token | basic | hmac)",
         handshake: "-",
+        delivery_id: "-",
         example: r#"{"scheme":"outverse","auth":{"scheme":"token","header":"X-Outverse-Token","value":"outverse-token"}}"#,
     },
     SchemeInfo {
@@ -159,8 +176,9 @@ pub const CATALOG: &[SchemeInfo] = &[
         headers: "per auth",
         signed: "per auth: none | token | basic | hmac",
         window: "-",
-        fields: "auth? (a generic scheme config; default none)",
+        fields: "auth (a generic scheme config, required: none | token | basic | hmac)",
         handshake: "-",
+        delivery_id: "-",
         example: r#"{"scheme":"featureos","auth":{"scheme":"basic","username":"featureos","password":"featureos-password"}}"#,
     },
     SchemeInfo {
@@ -170,6 +188,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "300 s",
         fields: "secret | secrets (whsec_...), tolerance_seconds?",
         handshake: "-",
+        delivery_id: "webhook-id / svix-id",
         example: r#"{"scheme":"standard-webhooks","secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#,
     },
     SchemeInfo {
@@ -179,6 +198,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "300 s when timestamp_header",
         fields: "header, algorithm, encoding, prefix?, secret | secrets, timestamp_header?, template?, tolerance_seconds?",
         handshake: "-",
+        delivery_id: "-",
         example: r#"{"scheme":"hmac","header":"X-Signature","algorithm":"sha256","encoding":"hex","prefix":"sha256=","secret":"shared-secret"}"#,
     },
     SchemeInfo {
@@ -188,6 +208,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "header, value",
         handshake: "-",
+        delivery_id: "-",
         example: r#"{"scheme":"token","header":"X-Webhook-Token","value":"shared-token"}"#,
     },
     SchemeInfo {
@@ -197,6 +218,7 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "username, password",
         handshake: "-",
+        delivery_id: "-",
         example: r#"{"scheme":"basic","username":"hookhub","password":"basic-password"}"#,
     },
     SchemeInfo {
@@ -206,9 +228,26 @@ pub const CATALOG: &[SchemeInfo] = &[
         window: "-",
         fields: "-",
         handshake: "-",
+        delivery_id: "-",
         example: r#"{"scheme":"none"}"#,
     },
 ];
+
+impl SchemeInfo {
+    /// Whether the provider sends a delivery id of its own.
+    pub fn has_delivery_id(&self) -> bool {
+        self.delivery_id != "-"
+    }
+
+    /// The `dedup.key` a source of this scheme gets when it sets none.
+    pub fn default_dedup_key(&self) -> &'static str {
+        if self.has_delivery_id() {
+            "delivery_id"
+        } else {
+            "none"
+        }
+    }
+}
 
 /// The catalog row of a scheme tag.
 pub fn scheme_info(scheme: &str) -> Option<&'static SchemeInfo> {

@@ -15,7 +15,7 @@ use super::mac::Candidates;
 pub(crate) use super::mac::{decode_base64, decode_hex, hmac, hmac_sha256, require_match};
 
 /// What `redacted()` puts in place of every secret.
-pub(crate) const REDACTED: &str = "***";
+pub const REDACTED: &str = "***";
 
 /// Default replay window when a config does not set `tolerance_seconds`.
 pub(crate) const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
@@ -117,6 +117,12 @@ pub(crate) fn validate_header_name(field: &str, name: &str) -> Result<(), Config
 pub(crate) fn validate_secret(field: &str, secret: &Secret) -> Result<(), ConfigError> {
     if secret.expose().is_empty() {
         return Err(ConfigError(format!("{field} must not be empty")));
+    }
+    // Anyone could sign with the placeholder the admin API shows in place of secrets.
+    if secret.expose() == REDACTED {
+        return Err(ConfigError(format!(
+            "{field} is the redaction placeholder {REDACTED:?}, not a secret"
+        )));
     }
     Ok(())
 }

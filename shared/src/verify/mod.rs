@@ -21,6 +21,7 @@ mod intercom;
 mod linear;
 mod mac;
 mod meta;
+mod placeholder;
 mod secrets;
 mod seeds;
 mod sendgrid;
@@ -34,6 +35,7 @@ mod twilio;
 mod zoom;
 
 use common::Scheme;
+pub use common::REDACTED;
 
 pub use bettermode::BettermodeConfig;
 pub use catalog::{scheme_info, SchemeInfo, CATALOG};
@@ -43,6 +45,7 @@ pub use github::GithubConfig;
 pub use intercom::IntercomConfig;
 pub use linear::LinearConfig;
 pub use meta::MetaConfig;
+pub use placeholder::resolve_placeholders;
 pub use secrets::Secrets;
 pub use seeds::{FeatureosConfig, OutverseConfig, SimpleAuth, SpikaConfig, SPIKA_HEADER};
 pub use sendgrid::SendgridConfig;
@@ -145,6 +148,10 @@ pub enum VerifyError {
     TimestampOutOfRange,
     #[error("the handshake token does not match")]
     HandshakeForbidden,
+    /// The source's config names no authentication (an `outverse`/`featureos` config stored
+    /// before `auth` was required): nothing is accepted until it does.
+    #[error("this source has no authentication configured")]
+    AuthNotConfigured,
 }
 
 impl VerifyError {
@@ -155,6 +162,7 @@ impl VerifyError {
             VerifyError::SignatureInvalid => "signature_invalid",
             VerifyError::TimestampOutOfRange => "timestamp_out_of_range",
             VerifyError::HandshakeForbidden => "handshake_forbidden",
+            VerifyError::AuthNotConfigured => "auth_not_configured",
         }
     }
 

@@ -74,10 +74,8 @@ impl Secrets {
                 "secrets must list at least one secret".to_owned(),
             ));
         }
-        if self.iter().any(|s| s.expose().is_empty()) {
-            return Err(ConfigError("secret must not be empty".to_owned()));
-        }
-        Ok(())
+        self.iter()
+            .try_for_each(|s| super::common::validate_secret("secret", s))
     }
 
     /// The same shape with every secret replaced by `***`.

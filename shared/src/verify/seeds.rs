@@ -3,8 +3,10 @@
 //! them, as a nested generic `auth`).
 //!
 //! `{"scheme":"outverse","auth":{"scheme":"token","header":"X-Outverse-Token","value":"…"}}`;
-//! `auth` is one of `none`, `token`, `basic` or `hmac` (same fields as the generic schemes) and
-//! defaults to `none`, since these providers send no credentials of their own.
+//! `auth` is one of `none`, `token`, `basic` or `hmac` (same fields as the generic schemes) and is
+//! required: these providers send no credentials of their own, so accepting anything must be
+//! written out (`"auth":{"scheme":"none"}`), never the silent default. A stored config without
+//! `auth` (written before it was required) rejects every request.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,11 +56,33 @@ impl SimpleAuth {
     }
 }
 
-/// Lends an optional nested auth out as a scheme (`None` → no authentication).
+/// Lends an optional nested auth out as a scheme (`None` → [`Unconfigured`]).
 fn with_auth<T>(auth: &Option<SimpleAuth>, f: impl FnOnce(&dyn Scheme) -> T) -> T {
     match auth {
         Some(auth) => auth.with_scheme(f),
-        None => f(&NoAuth),
+        None => f(&Unconfigured),
+    }
+}
+
+/// A missing `auth`: refused when a config is written, and every request refused when read.
+struct Unconfigured;
+
+impl Scheme for Unconfigured {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Err(ConfigError(
+            "auth is required: one of {\"scheme\":\"token\",\"header\",\"value\"}, \
+             {\"scheme\":\"basic\",\"username\",\"password\"}, {\"scheme\":\"hmac\",…} or, to \
+             accept unauthenticated requests, {\"scheme\":\"none\"}"
+                .to_owned(),
+        ))
+    }
+
+    fn verify(&self, _req: &InboundRequest<'_>) -> Result<(), VerifyError> {
+        Err(VerifyError::AuthNotConfigured)
+    }
+
+    fn redacted(&self) -> VerifyConfig {
+        VerifyConfig::None
     }
 }
 

@@ -29,6 +29,13 @@ fn readme_documents_every_scheme_with_its_example() {
             "README lacks a row for {}",
             info.scheme
         );
+        let dedup = format!("| `{}` |", info.default_dedup_key());
+        let line = README.lines().find(|l| l.starts_with(&row)).unwrap();
+        assert!(
+            line.contains(&dedup),
+            "README row of {} lacks its default dedup key {dedup}",
+            info.scheme
+        );
         let body = format!(r#"{{"id":"{}","verify":{}}}"#, info.scheme, info.example);
         assert!(
             README.contains(&body),
@@ -139,5 +146,31 @@ fn handshakes_only_where_documented() {
             "{}",
             info.scheme
         );
+    }
+}
+
+/// A scheme that finds a delivery id in a request says so in the catalog, since the catalog
+/// decides whether its sources deduplicate on it by default.
+#[test]
+fn schemes_that_report_delivery_ids_say_so_in_the_catalog() {
+    let body = br#"{"id":"x1","event_id":"x2","type":"t","data":{"id":"x3","name":"n"},"webhookTimestamp":1}"#;
+    let r = TestRequest::post(body)
+        .header("X-GitHub-Delivery", "d")
+        .header("X-GitHub-Event", "push")
+        .header("X-Shopify-Webhook-Id", "d")
+        .header("Linear-Delivery", "d")
+        .header("I-Twilio-Idempotency-Token", "d")
+        .header("webhook-id", "d")
+        .header("svix-id", "d");
+    for info in CATALOG {
+        let parsed: VerifyConfig = serde_json::from_str(info.example).unwrap();
+        let meta = parsed.describe(&r.req(), None);
+        if meta.delivery_id.is_some() {
+            assert!(
+                info.has_delivery_id(),
+                "{} reports a delivery id",
+                info.scheme
+            );
+        }
     }
 }

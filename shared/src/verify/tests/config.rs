@@ -156,6 +156,7 @@ fn error_codes_and_statuses() {
             401,
         ),
         (VerifyError::HandshakeForbidden, "handshake_forbidden", 403),
+        (VerifyError::AuthNotConfigured, "auth_not_configured", 401),
     ];
     for (err, code, status) in cases {
         assert_eq!((err.code(), err.http_status()), (code, status));

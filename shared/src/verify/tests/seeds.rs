@@ -59,11 +59,23 @@ fn outverse_nested_auth() {
     assert_eq!(r.verify(&basic), Ok(()));
     assert_eq!(basic.credential_headers(), vec!["authorization"]);
 
-    // No auth means none, and says so explicitly when shown.
-    let open = config(r#"{"scheme":"outverse"}"#);
-    assert_eq!(TestRequest::post(BODY).verify(&open), Ok(()));
-    let explicit = config(r#"{"scheme":"outverse","auth":{"scheme":"none"}}"#);
-    assert_eq!(TestRequest::post(BODY).verify(&explicit), Ok(()));
+    // No auth is refused when written, and a config stored without one accepts nothing; only an
+    // explicit `none` accepts unauthenticated requests.
+    for scheme in ["outverse", "featureos"] {
+        let open: VerifyConfig =
+            serde_json::from_str(&format!(r#"{{"scheme":"{scheme}"}}"#)).unwrap();
+        let message = open.validate().unwrap_err().0;
+        assert!(message.contains("auth is required") && message.contains("\"none\""));
+        assert_eq!(
+            TestRequest::post(BODY).verify(&open),
+            Err(VerifyError::AuthNotConfigured)
+        );
+        let explicit = config(&format!(
+            r#"{{"scheme":"{scheme}","auth":{{"scheme":"none"}}}}"#
+        ));
+        assert_eq!(explicit.validate(), Ok(()));
+        assert_eq!(TestRequest::post(BODY).verify(&explicit), Ok(()));
+    }
 
     let meta = token.describe(&TestRequest::post(BODY).req(), None);
     assert_eq!(meta.event_type.as_deref(), Some("thread.created"));
