@@ -24,7 +24,9 @@ async fn setup(
     admin
         .post(
             "/v1/sources",
-            json!({"id": "shop", "verify": {"scheme": "none"}}),
+            // The provider's retries carry the same `webhook-id`: that is what makes them one.
+            json!({"id": "shop", "verify": {"scheme": "none"},
+                   "dedup": {"key": "header:webhook-id"}}),
         )
         .await;
     let sink = Sink::start().await;
