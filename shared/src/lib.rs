@@ -13,6 +13,7 @@ pub mod filter;
 pub mod http;
 pub mod ingest;
 pub mod local;
+pub mod netguard;
 pub mod ports;
 pub mod retry;
 pub mod settings;
