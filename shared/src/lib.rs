@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod local;
 pub mod netguard;
 pub mod ports;
+pub mod private_files;
 pub mod retry;
 pub mod settings;
 pub mod signing;
