@@ -190,11 +190,37 @@ pub struct EventPage {
 #[derive(Clone)]
 pub struct Admin {
     backend: Backend,
+    /// SSRF guard off: subscription URLs may name non-public IP literals.
+    allow_private_targets: bool,
 }
 
 impl Admin {
+    /// With the SSRF guard on, as deliveries are by default.
     pub fn new(backend: Backend) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            allow_private_targets: false,
+        }
+    }
+
+    /// Mirrors the delivering process's `DeliveryOptions::allow_private_targets`, so a URL the
+    /// dispatcher would refuse is refused here already, when it is an IP literal (host names are
+    /// only judged at delivery, when resolved).
+    pub fn allow_private_targets(mut self, allow: bool) -> Self {
+        self.allow_private_targets = allow;
+        self
+    }
+
+    fn check_target(&self, url: &str) -> AdminResult<()> {
+        match crate::netguard::refused_literal(url) {
+            Some((ip, range)) if !self.allow_private_targets => Err(invalid(
+                "url_not_allowed",
+                format!(
+                    "url host {ip} is not a public address ({range}); deliveries there are refused"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub async fn create_source(&self, req: CreateSource) -> AdminResult<SourceView> {
@@ -257,6 +283,7 @@ impl Admin {
         req: CreateSubscription,
     ) -> AdminResult<CreatedSubscription> {
         validate_url(&req.url)?;
+        self.check_target(&req.url)?;
         validate_sources(&req.sources)?;
         validate_filters(&req.event_types)?;
         let secret = match req.secret {
@@ -296,6 +323,7 @@ impl Admin {
         let mut sub = self.load_subscription(id).await?;
         if let Some(url) = req.url {
             validate_url(&url)?;
+            self.check_target(&url)?;
             sub.url = url;
         }
         if let Some(sources) = req.sources {

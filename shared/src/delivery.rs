@@ -1,7 +1,7 @@
 //! The outbound HTTP client: one per process, with timeouts, no redirects, no proxies, and a
-//! resolver that refuses private and link-local addresses unless explicitly allowed (SSRF guard:
-//! subscriber URLs are user input and must not reach the cloud metadata service or internal
-//! hosts).
+//! resolver that refuses non-public addresses unless explicitly allowed (SSRF guard: subscriber
+//! URLs are user input and must not reach the cloud metadata service or internal hosts; which
+//! addresses are public is [`crate::netguard`]'s decision).
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::netguard::{ip_literal, is_public};
 
 /// At most this much of a subscriber's response body is kept in the attempt log.
 pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
@@ -90,36 +92,6 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Whether an address may be the target of a delivery in production.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-                || (a == 198 && (b == 18 || b == 19))) // benchmarking
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link local
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct DeliveryClient {
     http: reqwest::Client,
@@ -160,15 +132,8 @@ impl DeliveryClient {
             return failed("request");
         };
         // The resolver is bypassed for IP literals, so check those here.
-        if !self.allow_private_targets {
-            let literal = match parsed.host() {
-                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-                _ => None,
-            };
-            if literal.is_some_and(|ip| !is_public(ip)) {
-                return failed("blocked");
-            }
+        if !self.allow_private_targets && ip_literal(&parsed).is_some_and(|ip| !is_public(ip)) {
+            return failed("blocked");
         }
         let mut response = match self
             .http
@@ -232,28 +197,6 @@ fn classify(error: &reqwest::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn private_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     #[tokio::test]
     async fn loopback_is_blocked_unless_allowed() {

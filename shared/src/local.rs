@@ -65,7 +65,8 @@ impl LocalServer {
         })?;
         let client = DeliveryClient::new(&config.delivery)?;
         let ingestor = Ingestor::new(backend.clone(), config.receiver.clone());
-        let state = AppState::new(backend.clone(), ingestor, Some(&config.admin_key));
+        let state = AppState::new(backend.clone(), ingestor, Some(&config.admin_key))
+            .allow_private_targets(config.delivery.allow_private_targets);
         let dispatcher = Dispatcher::new(backend, client, config.dispatcher.clone());
         let mut worker = Worker::new(dispatcher, config.worker.clone());
         if let Some(wake) = wake {

@@ -8,7 +8,7 @@
 //! | `HOOKHUB_PUBLIC_URL` | [`ReceiverConfig::public_url`] (`http(s)://…`) | none |
 //! | `HOOKHUB_RETRY_SCHEDULE` | [`DispatcherConfig::retry`] (`5s,5m,30m`) | `5s,5m,30m,2h,5h,10h,10h` |
 //! | `HOOKHUB_FAN_OUT_CONCURRENCY` | [`DispatcherConfig::fan_out_concurrency`] (1–1024) | 16 |
-//! | `HOOKHUB_ALLOW_PRIVATE_TARGETS` | [`DeliveryOptions::allow_private_targets`] (`true`/`false`) | `false` |
+//! | `HOOKHUB_ALLOW_PRIVATE_TARGETS` | [`DeliveryOptions::allow_private_targets`] (`true`/`false`; the admin API's URL check follows it too) | `false` |
 //! | `HOOKHUB_ADMIN_KEY_SHA256` | [`AdminKey`]: hex SHA-256 of the admin key (deployments) | — |
 //! | `HOOKHUB_ADMIN_KEY` | [`AdminKey`]: the admin key itself (local development) | — |
 //! | `HOOKHUB_CREATE_RESOURCES` | [`Env::create_resources`] (`true`/`false`) | `false` |

@@ -146,14 +146,11 @@ impl Sink {
         self.state.lock().unwrap().received.len()
     }
 
-    /// Asserts that the sink's count stays at `n` for `period`: nothing more arrives.
-    pub async fn assert_stays_at(&self, n: usize, period: Duration) {
-        let more = wait_until(period, || self.count() != n).await;
-        assert!(
-            more.is_err(),
-            "sink expected to stay at {n} requests, got {}",
-            self.count()
-        );
+    /// Asserts that no request beyond the first `n` arrives within `period`.
+    pub async fn assert_no_more_than(&self, n: usize, period: Duration) {
+        holds_for(period, || self.count() <= n)
+            .await
+            .unwrap_or_else(|_| panic!("sink got {} requests, expected at most {n}", self.count()));
     }
 
     /// Waits until at least `n` requests arrived (or panics after `timeout`).
@@ -162,6 +159,21 @@ impl Sink {
             .await
             .unwrap_or_else(|_| panic!("sink got {} requests, expected {n}", self.count()));
         self.received()
+    }
+}
+
+/// Polls `check` every 20 ms until `period` has passed: `Err` as soon as it fails. For what must
+/// NOT happen ("nothing more happens"), so the wait has a deadline and still fails fast.
+pub async fn holds_for(period: Duration, mut check: impl FnMut() -> bool) -> Result<(), ()> {
+    let deadline = tokio::time::Instant::now() + period;
+    loop {
+        if !check() {
+            return Err(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -196,6 +208,9 @@ pub struct DevOptions {
     pub visibility_timeout: Duration,
     /// How old an unenqueued event must be before the sweep enqueues it.
     pub sweep_grace: Duration,
+    /// SSRF guard off (the default, so sinks on 127.0.0.1 work); false turns it on for both the
+    /// deliveries and the admin API's check of subscription URLs.
+    pub allow_private_targets: bool,
 }
 
 impl Default for DevOptions {
@@ -206,6 +221,7 @@ impl Default for DevOptions {
             max_body_bytes: 256 * 1024,
             visibility_timeout: Duration::from_secs(30),
             sweep_grace: Duration::from_secs(1),
+            allow_private_targets: true,
         }
     }
 }
@@ -271,7 +287,7 @@ impl DevServer {
                     ..WorkerOptions::default()
                 },
                 delivery: DeliveryOptions {
-                    allow_private_targets: true,
+                    allow_private_targets: options.allow_private_targets,
                     ..DeliveryOptions::default()
                 },
             };
@@ -389,6 +405,17 @@ impl Admin {
         let (status, value) = self.call(reqwest::Method::GET, path, None).await;
         assert_eq!(status, 200, "GET {path}: {value}");
         value
+    }
+
+    /// `GET` of a listing: its `data` array.
+    pub async fn list(&self, path: &str) -> Vec<Value> {
+        match self.get(path).await {
+            Value::Object(mut body) => match body.remove("data") {
+                Some(Value::Array(items)) => items,
+                other => panic!("GET {path}: no data array but {other:?}"),
+            },
+            other => panic!("GET {path}: {other}"),
+        }
     }
 }
 

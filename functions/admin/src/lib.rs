@@ -9,8 +9,19 @@ use hookhub::ports::Backend;
 use hookhub::settings::AdminKey;
 
 /// The admin API on `backend`, answering only requests bearing `key`. Built once per process.
+/// The SSRF guard is on: subscription URLs naming non-public IP addresses are refused.
 pub fn app(backend: Backend, key: &AdminKey) -> Router {
+    app_with_targets(backend, key, false)
+}
+
+/// Like [`app`], with the guard as `HOOKHUB_ALLOW_PRIVATE_TARGETS` sets it for the dispatcher
+/// (`Env::delivery_options`), so the admin API accepts exactly the literal targets the
+/// dispatcher would deliver to.
+pub fn app_with_targets(backend: Backend, key: &AdminKey, allow_private_targets: bool) -> Router {
     // The admin routes never ingest; the ingestor is only part of the shared state.
     let ingestor = Ingestor::new(backend.clone(), ReceiverConfig::default());
-    admin_router(key.app_state(backend, ingestor))
+    admin_router(
+        key.app_state(backend, ingestor)
+            .allow_private_targets(allow_private_targets),
+    )
 }

@@ -18,10 +18,15 @@ async fn init() -> Result<axum::Router, Error> {
     let env = Env::process();
     // First, so a function deployed without a key fails at once, before any AWS call.
     let key = env.admin_key()?;
+    let allow_private_targets = env.delivery_options()?.allow_private_targets;
     let aws = Aws::from_env().await?;
     if env.create_resources()? {
         aws.ensure_resources().await?;
     }
     let backend = aws.backend().await?;
-    Ok(hookhub_admin::app(backend, &key))
+    Ok(hookhub_admin::app_with_targets(
+        backend,
+        &key,
+        allow_private_targets,
+    ))
 }

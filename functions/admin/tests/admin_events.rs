@@ -21,11 +21,12 @@ async fn backend() -> Backend {
 }
 
 async fn invoke(backend: &Backend, key: &AdminKey, event_json: &str) -> (StatusCode, Value) {
+    invoke_app(hookhub_admin::app(backend.clone(), key), event_json).await
+}
+
+async fn invoke_app(app: axum::Router, event_json: &str) -> (StatusCode, Value) {
     let request = lambda_http::request::from_str(event_json).expect("an API Gateway v2 event");
-    let response: Response<Body> = hookhub_admin::app(backend.clone(), key)
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response: Response<Body> = app.oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
@@ -103,4 +104,43 @@ async fn the_admin_function_serves_no_ingest_route() {
 fn no_key_refuses_to_start() {
     let err = Env::from_lookup(|_: &str| None).admin_key().unwrap_err();
     assert!(err.to_string().contains("HOOKHUB_ADMIN_KEY"), "{err}");
+}
+
+/// The SSRF guard of the admin function follows `HOOKHUB_ALLOW_PRIVATE_TARGETS` as the
+/// dispatcher does: on unless set to true, refusing subscription URLs naming private addresses.
+#[tokio::test]
+async fn private_subscription_targets_follow_the_guard_setting() {
+    let backend = backend().await;
+    let key = AdminKey::from_plain(DEV_KEY);
+    let mut event: Value = serde_json::from_str(CREATE_SOURCE).unwrap();
+    event["rawPath"] = json!("/v1/subscriptions");
+    event["requestContext"]["http"]["path"] = json!("/v1/subscriptions");
+    event["pathParameters"]["proxy"] = json!("subscriptions");
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content-length");
+    event["body"] = json!(json!({"url": "http://169.254.169.254/latest"}).to_string());
+    let event = event.to_string();
+    for (setting, expected) in [
+        (None, StatusCode::UNPROCESSABLE_ENTITY),
+        (Some("false"), StatusCode::UNPROCESSABLE_ENTITY),
+        (Some("true"), StatusCode::CREATED),
+    ] {
+        let env = Env::from_lookup(move |name: &str| {
+            setting
+                .filter(|_| name == "HOOKHUB_ALLOW_PRIVATE_TARGETS")
+                .map(str::to_string)
+        });
+        let allow = env.delivery_options().unwrap().allow_private_targets;
+        let app = hookhub_admin::app_with_targets(backend.clone(), &key, allow);
+        let (status, answer) = invoke_app(app, &event).await;
+        assert_eq!(status, expected, "{setting:?}: {answer}");
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_eq!(answer["error"]["code"], "url_not_allowed", "{answer}");
+        }
+    }
+    // The default app (no setting) refuses too.
+    let (status, _) = invoke(&backend, &key, &event).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -56,6 +56,13 @@ impl AppState {
         })
     }
 
+    /// Whether subscription URLs may name non-public IP literals: the SSRF guard setting of the
+    /// process's deliveries ([`Admin::allow_private_targets`]).
+    pub fn allow_private_targets(mut self, allow: bool) -> Self {
+        self.admin = self.admin.allow_private_targets(allow);
+        self
+    }
+
     /// Compares hashes so the comparison is constant-time and independent of key length.
     fn admin_key_matches(&self, presented: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();

@@ -117,13 +117,18 @@ pub struct SqliteBackend {
 
 impl SqliteBackend {
     /// Opens (creating it and its directory if needed) the database at `path` and brings its
-    /// schema up to date.
+    /// schema up to date. The database and its WAL and -shm files are made owner-only (0600),
+    /// missing directories are created 0700.
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::private_files::create_dirs(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        // The database holds every secret: owner-only, created so before SQLite opens it.
+        crate::private_files::private_database(path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot secure {}: {e}", path.display()))
+        })?;
         let conn = Connection::open(path).map_err(db_err)?;
         let writer = Self::prepare_writer(conn, true)?;
         // Opened after the writer has migrated the schema; `query_only` so it can never write.
