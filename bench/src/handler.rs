@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
-use hookhub::domain::{Attempt, Event, Source, Subscription, Task};
+use hookhub::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use hookhub::ingest::{Ingestor, ReceiverConfig};
 use hookhub::ports::{
     AttemptLog, Backend, EventQuery, EventStore, InsertOutcome, ReceivedTask, SourceStore,
@@ -63,6 +63,9 @@ impl SubscriptionStore for NullBackend {
     async fn delete_subscription(&self, _: &str) -> StoreResult<bool> {
         Ok(false)
     }
+    async fn disable_subscription(&self, _: &str, _: &str, _: DateTime<Utc>) -> StoreResult<bool> {
+        Ok(false)
+    }
 }
 
 #[async_trait]
@@ -73,7 +76,7 @@ impl EventStore for NullBackend {
     async fn get_event(&self, _: &str) -> StoreResult<Option<Event>> {
         Ok(None)
     }
-    async fn list_events(&self, _: &EventQuery) -> StoreResult<Vec<Event>> {
+    async fn list_events(&self, _: &EventQuery) -> StoreResult<Vec<EventSummary>> {
         Ok(Vec::new())
     }
     async fn mark_enqueued(&self, _: &str) -> StoreResult<()> {

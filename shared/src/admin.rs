@@ -111,16 +111,8 @@ impl From<Source> for SourceView {
     }
 }
 
-/// An event in listings: no body or headers.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventSummary {
-    pub id: String,
-    pub source_id: String,
-    pub event_type: String,
-    pub received_at: chrono::DateTime<Utc>,
-    pub content_type: Option<String>,
-    pub size: usize,
-}
+/// An event in listings: no body or headers (the domain's summary, shown as is).
+pub use crate::domain::EventSummary;
 
 /// A whole event: body as text when it is UTF-8, else base64.
 #[derive(Debug, Clone, Serialize)]
@@ -131,19 +123,6 @@ pub struct EventView {
     pub headers: std::collections::BTreeMap<String, String>,
     pub body: String,
     pub body_encoding: &'static str,
-}
-
-impl From<&Event> for EventSummary {
-    fn from(e: &Event) -> Self {
-        Self {
-            id: e.id.clone(),
-            source_id: e.source_id.clone(),
-            event_type: e.event_type.clone(),
-            received_at: e.received_at,
-            content_type: e.content_type.clone(),
-            size: e.body.len(),
-        }
-    }
 }
 
 impl From<Event> for EventView {
@@ -397,7 +376,7 @@ impl Admin {
             .then(|| events.last().map(|e| e.id.clone()))
             .flatten();
         Ok(EventPage {
-            data: events.iter().map(EventSummary::from).collect(),
+            data: events,
             next_cursor,
         })
     }

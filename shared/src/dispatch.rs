@@ -270,23 +270,17 @@ impl Dispatcher {
     }
 
     async fn disable(&self, subscription: &Subscription, reason: &str) -> Result<(), StoreError> {
-        // Re-read so a concurrent admin change is not overwritten with stale fields.
-        let Some(mut current) = self
+        // Only the three fields change, so a concurrent admin change is not overwritten (and
+        // the dispatcher needs no right to replace whole subscriptions).
+        let disabled = self
             .backend
             .subscriptions
-            .get_subscription(&subscription.id)
-            .await?
-        else {
-            return Ok(());
-        };
-        current.enabled = false;
-        current.disabled_reason = Some(reason.to_string());
-        current.updated_at = Utc::now();
-        tracing::warn!(subscription_id = %current.id, reason, "subscription disabled");
-        self.backend
-            .subscriptions
-            .update_subscription(&current)
-            .await
+            .disable_subscription(&subscription.id, reason, Utc::now())
+            .await?;
+        if disabled {
+            tracing::warn!(subscription_id = %subscription.id, reason, "subscription disabled");
+        }
+        Ok(())
     }
 }
 

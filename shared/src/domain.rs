@@ -97,6 +97,32 @@ pub struct Event {
     pub enqueued: bool,
 }
 
+/// An event without its headers and body: what listings return, so a page of large events
+/// reads only these few fields from storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSummary {
+    pub id: String,
+    pub source_id: String,
+    pub event_type: String,
+    pub received_at: DateTime<Utc>,
+    pub content_type: Option<String>,
+    /// Body length in bytes.
+    pub size: usize,
+}
+
+impl From<&Event> for EventSummary {
+    fn from(e: &Event) -> Self {
+        Self {
+            id: e.id.clone(),
+            source_id: e.source_id.clone(),
+            event_type: e.event_type.clone(),
+            received_at: e.received_at,
+            content_type: e.content_type.clone(),
+            size: e.body.len(),
+        }
+    }
+}
+
 /// Where and what to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {

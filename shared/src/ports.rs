@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Attempt, Event, Source, Subscription, Task};
+use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 
 /// Failures of a store or queue. `Unavailable` is transient (the caller retries or answers 503);
 /// the others are definite answers.
@@ -50,6 +50,15 @@ pub trait SubscriptionStore: Send + Sync {
     /// All subscriptions, ordered by id (creation order, ids being ULIDs).
     async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>>;
     async fn delete_subscription(&self, id: &str) -> StoreResult<bool>;
+    /// Sets `enabled = false`, `disabled_reason` and `updated_at` of an existing subscription,
+    /// leaving every other field as stored (a concurrent admin change is not overwritten).
+    /// Returns whether the subscription exists; a missing one is not created.
+    async fn disable_subscription(
+        &self,
+        id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 }
 
 /// Result of a conditional event insert.
@@ -79,7 +88,9 @@ pub trait EventStore: Send + Sync {
         dedup_window: Duration,
     ) -> StoreResult<InsertOutcome>;
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>>;
-    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
+    /// Summaries (no headers or body) of the events matching `query`, newest first. Adapters
+    /// read only the summary fields: a page of 256 KiB events must not load the bodies.
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<EventSummary>>;
     /// Records that the event's dispatch task is on the queue.
     async fn mark_enqueued(&self, id: &str) -> StoreResult<()>;
     /// Events received at or before `received_before` whose dispatch task was never confirmed

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hookhub::domain::{Event, Task};
+use hookhub::domain::{Event, EventSummary, Task};
 use hookhub::ports::{
     Backend, EventQuery, EventStore, InsertOutcome, ReceivedTask, StoreError, StoreResult,
     TaskQueue,
@@ -99,7 +99,7 @@ impl EventStore for FaultyEvents {
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
         self.inner.get_event(id).await
     }
-    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<EventSummary>> {
         self.inner.list_events(query).await
     }
     async fn mark_enqueued(&self, id: &str) -> StoreResult<()> {

@@ -23,6 +23,7 @@ use hookhub::worker::WorkerOptions;
 use serde_json::Value;
 
 pub mod faults;
+pub mod proxy;
 
 /// An HTTP client for tests. reqwest is built without a crypto provider (`rustls-no-provider`,
 /// so no aws-lc-rs is linked into the functions when a build unifies features); this installs

@@ -8,8 +8,12 @@ policy templates and managed policies included.
 
 What is asserted:
 - every function's role grants exactly the actions its code paths call, on its own tables,
-  indexes and queues only (the table below cites the calls), with no `*` resource, no wildcard
-  action beyond SAM's `sqs:SendMessage*`, and no managed policy beyond CloudWatch Logs;
+  indexes and queues only (the table below cites the calls), each with exactly its conditions,
+  with no `*` resource, no wildcard action beyond SAM's `sqs:SendMessage*`, and no managed
+  policy beyond CloudWatch Logs;
+- every UpdateItem grant is limited to the attributes the code's UpdateItem calls on that table
+  name (read from shared/src/aws/), never returning items; only the admin API may PutItem
+  (replace) subscriptions;
 - the task queue redrives to an encrypted dead-letter queue, with a visibility timeout of at
   least 6x the dispatcher timeout; the dispatcher reports batch item failures;
 - the tables mirror shared/src/aws/setup.rs (keys, types, indexes, projections), with TTL on
@@ -38,57 +42,96 @@ ROOT = Path(__file__).resolve().parents[2]
 # HOOKHUB_TEMPLATE: check another file (e.g. a deliberately broken copy, to see a test fail).
 TEMPLATE = Path(os.environ.get("HOOKHUB_TEMPLATE") or ROOT / "template.yaml")
 
-# The grants each function needs, from its code paths (shared/src/aws/*.rs). A resource is a
+
+
+def updating_only(*attributes: str) -> dict:
+    """The condition of an UpdateItem grant: these attributes (key, updated and condition
+    attributes alike) and nothing returned. `ReturnValues` is always present on UpdateItem
+    (NONE by default), hence StringEquals rather than StringEqualsIfExists."""
+    return {
+        "ForAllValues:StringEquals": {"dynamodb:Attributes": sorted(attributes)},
+        "StringEquals": {"dynamodb:ReturnValues": ["NONE"]},
+    }
+
+
+def unconditional(*actions: str) -> dict[str, None]:
+    return dict.fromkeys(actions)
+
+
+# mark_enqueued: SET enqueued REMOVE pending, on key id, if attribute_exists(source_id).
+MARK_ENQUEUED = updating_only("id", "enqueued", "pending", "source_id")
+# disable_subscription: SET enabled, disabled_reason, updated_at, on key id, if attribute_exists(id).
+DISABLE_SUBSCRIPTION = updating_only("id", "enabled", "disabled_reason", "updated_at")
+
+# The grants each function needs, from its code paths (shared/src/aws/*.rs): for each resource,
+# each action with the condition of the statement granting it (None: none). A resource is a
 # logical id, optionally with an index path. `sqs:SendMessage*` is what SAM's
 # SQSSendMessagePolicy grants: SendMessage (SendMessageBatch has no IAM action of its own).
-EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
+EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
     "ReceiverFunction": {
         # SourceStore::get_source
-        "SourcesTable": {"dynamodb:GetItem"},
+        "SourcesTable": unconditional("dynamodb:GetItem"),
         # insert_event (TransactWriteItems of two Puts), the dedup marker and original
         # (GetItem), mark_enqueued (UpdateItem)
-        "EventsTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "EventsTable": {
+            **unconditional("dynamodb:PutItem", "dynamodb:GetItem"),
+            "dynamodb:UpdateItem": MARK_ENQUEUED,
+        },
         # enqueue_dispatch: SqsQueue::send
-        "TaskQueue": {"sqs:SendMessage*"},
+        "TaskQueue": unconditional("sqs:SendMessage*"),
     },
     "DispatcherFunction": {
         # get_event; the sweep's list_unenqueued (BatchGetItem) and mark_enqueued (UpdateItem)
-        "EventsTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
-        "EventsTable/index/unenqueued": {"dynamodb:Query"},
-        # list_subscriptions, get_subscription, update_subscription (410 Gone disables)
-        "SubscriptionsTable": {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem"},
+        "EventsTable": {
+            **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem"),
+            "dynamodb:UpdateItem": MARK_ENQUEUED,
+        },
+        "EventsTable/index/unenqueued": unconditional("dynamodb:Query"),
+        # list_subscriptions, get_subscription, disable_subscription (410 Gone)
+        "SubscriptionsTable": {
+            **unconditional("dynamodb:Scan", "dynamodb:GetItem"),
+            "dynamodb:UpdateItem": DISABLE_SUBSCRIPTION,
+        },
         # attempts_for_event, record_attempt
-        "AttemptsTable": {"dynamodb:Query", "dynamodb:PutItem"},
+        "AttemptsTable": unconditional("dynamodb:Query", "dynamodb:PutItem"),
         # event source mapping (receive, delete, attributes), retries and hops (send),
         # dead_letter's delete of the original
-        "TaskQueue": {
+        "TaskQueue": unconditional(
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
             "sqs:SendMessage*",
-        },
+        ),
         # dead_letter: malformed tasks
-        "DeadLetterQueue": {"sqs:SendMessage*"},
+        "DeadLetterQueue": unconditional("sqs:SendMessage*"),
     },
     "AdminFunction": {
         # create/update (PutItem), show (GetItem), list (Scan), delete (DeleteItem)
-        "SourcesTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"},
-        "SubscriptionsTable": {
-            "dynamodb:PutItem",
-            "dynamodb:GetItem",
-            "dynamodb:Scan",
-            "dynamodb:DeleteItem",
-        },
-        # get_event, list_events (ids from an index, then BatchGetItem)
-        "EventsTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
-        "EventsTable/index/by-source": {"dynamodb:Query"},
-        "EventsTable/index/by-time": {"dynamodb:Query"},
+        "SourcesTable": unconditional(
+            "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"
+        ),
+        "SubscriptionsTable": unconditional(
+            "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"
+        ),
+        # get_event (and sizing an event stored without body_size), list_events (ids from an
+        # index, then BatchGetItem of the summary attributes)
+        "EventsTable": unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem"),
+        "EventsTable/index/by-source": unconditional("dynamodb:Query"),
+        "EventsTable/index/by-time": unconditional("dynamodb:Query"),
         # attempts_for_event, attempts_for_subscription
-        "AttemptsTable": {"dynamodb:Query"},
-        "AttemptsTable/index/by-subscription": {"dynamodb:Query"},
+        "AttemptsTable": unconditional("dynamodb:Query"),
+        "AttemptsTable/index/by-subscription": unconditional("dynamodb:Query"),
         # replay_event: send_batch of deliver tasks
-        "TaskQueue": {"sqs:SendMessage*"},
+        "TaskQueue": unconditional("sqs:SendMessage*"),
     },
+}
+
+# The DynamoStore field holding each table's name, as the Rust code refers to it.
+TABLE_FIELDS = {
+    "self.sources": "SourcesTable",
+    "self.subscriptions": "SubscriptionsTable",
+    "self.events": "EventsTable",
+    "self.attempts": "AttemptsTable",
 }
 
 # The only managed policy a role may carry: SAM attaches it to every role it generates, and it
@@ -170,17 +213,57 @@ def resource_key(resource) -> str:
     raise AssertionError(f"unexpected IAM resource {resource!r}")
 
 
-def role_grants(role: dict) -> dict[str, set[str]]:
-    grants: dict[str, set[str]] = {}
+def normalized_condition(condition: dict | None) -> dict | None:
+    """A statement's Condition with every value as a sorted list (IAM treats a single value and
+    a one-element list alike)."""
+    if not condition:
+        return None
+    return {
+        operator: {key: sorted(as_list(values)) for key, values in keys.items()}
+        for operator, keys in condition.items()
+    }
+
+
+def role_grants(role: dict) -> dict[str, dict[str, dict | None]]:
+    """Resource -> action -> the condition of the statement granting it. An action granted
+    twice on one resource is refused: the laxer statement would silently win."""
+    grants: dict[str, dict[str, dict | None]] = {}
     for policy in role["Properties"].get("Policies", []):
         for statement in as_list(policy["PolicyDocument"]["Statement"]):
             for forbidden in ("NotAction", "NotResource", "NotPrincipal", "Principal"):
                 assert forbidden not in statement, f"{policy['PolicyName']}: {forbidden}"
             assert statement["Effect"] == "Allow", statement
+            condition = normalized_condition(statement.get("Condition"))
             for resource in as_list(statement["Resource"]):
-                key = resource_key(resource)
-                grants.setdefault(key, set()).update(as_list(statement["Action"]))
+                actions = grants.setdefault(resource_key(resource), {})
+                for action in as_list(statement["Action"]):
+                    assert action not in actions, f"{action} on {resource} granted twice"
+                    actions[action] = condition
     return grants
+
+
+def rust_update_items() -> dict[str, set[str]]:
+    """Table logical id -> the attributes the code's UpdateItem calls name (key, update and
+    condition expressions), read from the calls in shared/src/aws/."""
+    constants = rust_constants()
+    attributes: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "shared/src/aws").rglob("*.rs")):
+        source = path.read_text()
+        for call in re.findall(r"\.update_item\(\)(.*?)\.send\(\)", source, re.S):
+            table = TABLE_FIELDS[re.search(r"\.table_name\(&?([\w.]+)\)", call).group(1)]
+            names = set(re.findall(r'set_key\(Some\(key\("(\w+)"', call))
+            for kind in ("update_expression", "condition_expression"):
+                for expression in re.findall(kind + r'\((?:format!\()?"([^"]*)"', call):
+                    expression = re.sub(r"\{(\w+)\}", lambda m: constants[m.group(1)], expression)
+                    # Attribute names: words that are not :values, keywords or functions.
+                    words = re.findall(r"(?<![:#\w])([A-Za-z_]\w*)\b(?!\s*\()", expression)
+                    names |= {w for w in words if w not in UPDATE_KEYWORDS}
+            assert names, f"no attributes found in an UpdateItem call of {path}"
+            attributes.setdefault(table, set()).update(names)
+    return attributes
+
+
+UPDATE_KEYWORDS = {"SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "BETWEEN", "IN"}
 
 
 def rust_constants() -> dict[str, str]:
@@ -259,6 +342,33 @@ class TemplateTest(unittest.TestCase):
             with self.subTest(function=function):
                 role = self.deployed[f"{function}Role"]
                 self.assertEqual(role_grants(role), expected)
+
+    def test_only_the_admin_api_may_replace_subscriptions(self):
+        for function in self.functions():
+            with self.subTest(function=function):
+                grants = role_grants(self.deployed[f"{function}Role"])
+                puts = "dynamodb:PutItem" in grants.get("SubscriptionsTable", {})
+                self.assertEqual(puts, function == "AdminFunction")
+
+    def test_update_item_grants_name_exactly_the_attributes_the_code_updates(self):
+        in_code = rust_update_items()
+        # Guard the parser: the two UpdateItem calls docs/aws-layout.md describes.
+        self.assertEqual(
+            in_code,
+            {
+                "EventsTable": {"id", "enqueued", "pending", "source_id"},
+                "SubscriptionsTable": {"id", "enabled", "disabled_reason", "updated_at"},
+            },
+        )
+        for function in self.functions():
+            grants = role_grants(self.deployed[f"{function}Role"])
+            for resource, actions in grants.items():
+                if "dynamodb:UpdateItem" not in actions:
+                    continue
+                with self.subTest(function=function, resource=resource):
+                    self.assertEqual(
+                        actions["dynamodb:UpdateItem"], updating_only(*in_code[resource])
+                    )
 
     def test_no_wildcards_and_no_broad_managed_policies(self):
         for name, resource in self.deployed.items():

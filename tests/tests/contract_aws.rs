@@ -15,9 +15,11 @@ mod aws_specific {
     };
     use hookhub::aws::aws_sdk_sqs::types::QueueAttributeName;
     use hookhub::aws::{Aws, AwsSettings, QueueRef, SqsQueue};
-    use hookhub::contract::{sample_attempt, sample_event};
-    use hookhub::domain::Task;
-    use hookhub::ports::{EventQuery, EventStore, InsertOutcome, StoreError, TaskQueue};
+    use hookhub::contract::{sample_attempt, sample_event, sample_subscription};
+    use hookhub::domain::{EventSummary, Subscription, Task};
+    use hookhub::ports::{
+        EventQuery, EventStore, InsertOutcome, StoreError, SubscriptionStore, TaskQueue,
+    };
     use hookhub_tests::moto::fresh_aws;
 
     type Item = HashMap<String, AttributeValue>;
@@ -78,6 +80,18 @@ mod aws_specific {
             .expect("GetItem")
             .item
             .expect("item exists")
+    }
+
+    /// The first page of a source's events.
+    async fn listed(store: &impl EventStore, source: &str) -> Vec<EventSummary> {
+        store
+            .list_events(&EventQuery {
+                source_id: Some(source.into()),
+                before: None,
+                limit: 10,
+            })
+            .await
+            .unwrap()
     }
 
     fn number(item: &Item, name: &str) -> i64 {
@@ -399,18 +413,12 @@ mod aws_specific {
             store.insert_event(&same_id, HOUR).await,
             Err(StoreError::Conflict(_))
         ));
-        let page = store
-            .list_events(&EventQuery {
-                source_id: Some("gh".into()),
-                before: None,
-                limit: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(page, [original], "one event stored");
+        let page = listed(&store, "gh").await;
+        assert_eq!(page, [EventSummary::from(&original)], "one event stored");
     }
 
-    /// More bodies than one 16 MB BatchGetItem answer holds: the unprocessed keys are fetched too.
+    /// More bodies than one 16 MB BatchGetItem answer holds (the sweep reads whole events): the
+    /// unprocessed keys are fetched too. The listing reads summaries only.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn listing_large_events_spans_several_batch_gets() {
         let aws = fresh_aws().await;
@@ -437,7 +445,81 @@ mod aws_specific {
             ids,
             "all 66 events, newest first"
         );
-        assert!(listed.iter().all(|e| e.body == body), "bodies intact");
+        assert!(listed.iter().all(|e| e.size == body.len()), "sizes listed");
+        let unenqueued = store.list_unenqueued(Utc::now(), 100).await.unwrap();
+        ids.reverse();
+        assert_eq!(
+            unenqueued.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            ids,
+            "all 66 events, oldest first"
+        );
+        assert!(unenqueued.iter().all(|e| e.body == body), "bodies intact");
+    }
+
+    /// Events carry their body size, so listings skip the body; events stored before that
+    /// attribute existed are still listed with their size.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listing_sizes_events_with_and_without_a_stored_size() {
+        let aws = fresh_aws().await;
+        let store = aws.store();
+        let events_table = &aws.settings().events_table;
+        let mut sized = sample_event("gh", "sized");
+        sized.body = bytes::Bytes::from(vec![b'x'; 1000]);
+        let mut legacy = sample_event("gh", "legacy");
+        legacy.body = bytes::Bytes::from(vec![0u8; 3000]);
+        for event in [&sized, &legacy] {
+            store.insert_event(event, HOUR).await.unwrap();
+        }
+        let item = raw_item(&aws, events_table, &[("id", &sized.id)]).await;
+        assert_eq!(number(&item, "body_size"), 1000);
+        // As an event written by an earlier version: no body_size.
+        aws.dynamodb()
+            .update_item()
+            .table_name(events_table)
+            .key("id", AttributeValue::S(legacy.id.clone()))
+            .update_expression("REMOVE body_size")
+            .send()
+            .await
+            .expect("UpdateItem");
+        let listed = listed(&store, "gh").await;
+        assert_eq!(
+            listed,
+            [EventSummary::from(&legacy), EventSummary::from(&sized)],
+            "both listed with their sizes, newest first"
+        );
+    }
+
+    /// The dispatcher's UpdateItem writes the attribute shapes a whole-item PutItem writes
+    /// (`enabled` as BOOL…), so the item is the same as if the subscription had been replaced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disabling_writes_what_a_put_writes() {
+        let aws = fresh_aws().await;
+        let store = aws.store();
+        let table = &aws.settings().subscriptions_table;
+        let sub = sample_subscription();
+        store.create_subscription(&sub).await.unwrap();
+        let at = sub.updated_at + TimeDelta::nanoseconds(1_500_000_007);
+        let reason = "the endpoint answered 410 Gone";
+        assert!(store
+            .disable_subscription(&sub.id, reason, at)
+            .await
+            .unwrap());
+        let disabled = raw_item(&aws, table, &[("id", &sub.id)]).await;
+        assert_eq!(disabled.get("enabled"), Some(&AttributeValue::Bool(false)));
+        assert_eq!(
+            disabled.get("disabled_reason"),
+            Some(&AttributeValue::S(reason.to_owned()))
+        );
+
+        let expected = Subscription {
+            enabled: false,
+            disabled_reason: Some(reason.to_owned()),
+            updated_at: at,
+            ..sub
+        };
+        store.update_subscription(&expected).await.unwrap();
+        let replaced = raw_item(&aws, table, &[("id", &expected.id)]).await;
+        assert_eq!(disabled, replaced, "the same item, attribute for attribute");
     }
 
     /// Deployed settings name queues by URL: no lookup needed. Setup is idempotent.

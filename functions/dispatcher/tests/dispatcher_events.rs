@@ -180,6 +180,46 @@ async fn failing_subscriber_is_a_scheduled_retry_not_a_batch_failure() {
     assert_eq!(delayed, 2);
 }
 
+/// 410 Gone disables the subscription in place (UpdateItem of three attributes, the only
+/// write the dispatcher's role has on subscriptions): the rest of it is left as stored.
+#[tokio::test]
+async fn gone_subscriber_is_disabled_in_place() {
+    let aws = fresh_aws().await;
+    let backend = aws.backend().await.unwrap();
+    let sink = Sink::start().await;
+    sink.script(&[410, 410]);
+    seed_samples(&backend, &sink).await;
+    let before = backend
+        .subscriptions
+        .get_subscription(RETRY_SUBSCRIPTION)
+        .await
+        .unwrap()
+        .expect("seeded");
+    let ctx = context(&aws).await;
+
+    let response = handle_batch(&ctx, sqs_event(TWO_TASKS)).await;
+    assert!(failed_ids(&response).is_empty(), "{response:?}");
+    let after = backend
+        .subscriptions
+        .get_subscription(RETRY_SUBSCRIPTION)
+        .await
+        .unwrap()
+        .expect("still there");
+    assert!(!after.enabled);
+    assert!(after.disabled_reason.as_deref().unwrap().contains("410"));
+    assert!(after.updated_at > before.updated_at);
+    assert_eq!(
+        Subscription {
+            enabled: true,
+            disabled_reason: None,
+            updated_at: before.updated_at,
+            ..after
+        },
+        before,
+        "nothing else changed"
+    );
+}
+
 #[tokio::test]
 async fn malformed_record_is_dead_lettered_without_failing_its_neighbour() {
     let aws = fresh_aws().await;

@@ -33,6 +33,9 @@ pub(crate) mod names {
     pub const UNENQUEUED: &str = "unenqueued";
     pub const PENDING: &str = "pending";
     pub const RECEIVED_SK: &str = "received_sk";
+    /// Events: the body's length in bytes (N), so listings need not read the body. Events
+    /// stored before it existed lack it.
+    pub const BODY_SIZE: &str = "body_size";
     /// Attempts: sort key `{subscription_id}#{attempt:010}`.
     pub const ATTEMPT_SK: &str = "sk";
     /// Attempts: GSI listing one subscription's attempts newest first
@@ -282,6 +285,40 @@ impl SubscriptionStore for DynamoStore {
     async fn delete_subscription(&self, id: &str) -> StoreResult<bool> {
         self.delete_record(&self.subscriptions, id).await
     }
+
+    /// One `UpdateItem` of the three attributes, in the shapes `serde_dynamo` writes for them
+    /// (BOOL, S, S), so the item still reads back as a `Subscription`. The dispatcher's IAM
+    /// grant allows exactly these attributes (and `id`), nothing else.
+    async fn disable_subscription(
+        &self,
+        id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.subscriptions)
+            .set_key(Some(key("id", id)))
+            .update_expression("SET enabled = :f, disabled_reason = :r, updated_at = :t")
+            // Without it, UpdateItem would create an item holding only these attributes.
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_values(":f", attribute(&false)?)
+            .expression_attribute_values(":r", attribute(&Some(reason))?)
+            .expression_attribute_values(":t", attribute(&at)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
 }
 
 #[async_trait]
@@ -361,6 +398,12 @@ fn key(name: &str, value: &str) -> Item {
 fn to_item<T: Serialize>(value: &T) -> StoreResult<Item> {
     serde_dynamo::to_item(value)
         .map_err(|e| StoreError::Corrupt(format!("cannot map to an item: {e}")))
+}
+
+/// One value as `serde_dynamo` writes it inside an item.
+fn attribute<T: Serialize>(value: &T) -> StoreResult<AttributeValue> {
+    serde_dynamo::to_attribute_value(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot map to an attribute: {e}")))
 }
 
 fn from_item<T: DeserializeOwned>(item: Item) -> StoreResult<T> {

@@ -10,6 +10,7 @@
 //! seconds through polling loops rather than tight timing asserts.
 
 mod intake;
+mod partial;
 mod queue;
 mod stores;
 
@@ -23,6 +24,7 @@ use crate::ports::Backend;
 use crate::verify::VerifyConfig;
 
 pub use intake::*;
+pub use partial::*;
 pub use queue::*;
 pub use stores::*;
 
@@ -41,10 +43,12 @@ macro_rules! contract_tests {
         $crate::contract_tests!(@each $make;
             sources_crud,
             subscriptions_crud,
+            subscription_disable_in_place,
             event_insert_and_get_byte_exact,
             event_duplicate_id_is_conflict,
             event_dedup_within_window,
             event_listing_and_paging,
+            event_listing_returns_summaries,
             unenqueued_sweep,
             attempts_by_event_and_subscription,
             attempt_rerecord_is_idempotent,

@@ -15,7 +15,7 @@ use super::{
     db_err, exec, from_json, insert_err, page_limit, parse_ts, to_json, ts, window_start,
     SqliteBackend,
 };
-use crate::domain::{Attempt, Event, Source, Subscription, Task};
+use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use crate::ports::{
     AttemptLog, EventQuery, EventStore, InsertOutcome, Intake, SourceStore, StoreError,
     StoreResult, Stored, SubscriptionStore,
@@ -156,6 +156,37 @@ impl SubscriptionStore for SqliteBackend {
     async fn delete_subscription(&self, id: &str) -> StoreResult<bool> {
         self.delete_record(SUBSCRIPTIONS, id).await
     }
+
+    async fn disable_subscription(
+        &self,
+        id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (id, reason) = (id.to_owned(), reason.to_owned());
+        // Read, change and write back inside one write: the writer is the only one, so no
+        // concurrent update can slip in between.
+        self.write(move |c| {
+            let data: Option<String> = c
+                .prepare_cached("SELECT data FROM subscriptions WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&id], |r| r.get(0)))
+                .optional()
+                .map_err(db_err)?;
+            let Some(data) = data else { return Ok(false) };
+            let mut sub: Subscription = from_json(&data, &format!("subscription {id}"))?;
+            sub.enabled = false;
+            sub.disabled_reason = Some(reason);
+            sub.updated_at = at;
+            exec(
+                c,
+                "UPDATE subscriptions SET data = ?2 WHERE id = ?1",
+                params![id, to_json(&sub)?],
+            )
+            .map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
 }
 
 const EVENT_COLUMNS: &str =
@@ -212,6 +243,39 @@ fn query_events(c: &Connection, sql: &str, args: Vec<Value>) -> StoreResult<Vec<
         .query_map(params_from_iter(args), EventRow::read)
         .map_err(db_err)?;
     rows.map(|row| row.map_err(db_err)?.decode()).collect()
+}
+
+/// The listing's columns. `length()` of a BLOB is answered from the record header, so SQLite
+/// never reads the body (its overflow pages) for it; `headers` and `body` are not selected.
+const SUMMARY_COLUMNS: &str = "id, source_id, event_type, received_at, content_type, length(body)";
+
+fn query_summaries(c: &Connection, sql: &str, args: Vec<Value>) -> StoreResult<Vec<EventSummary>> {
+    let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    rows.map(|row| {
+        let (id, source_id, event_type, received_at, content_type, size) = row.map_err(db_err)?;
+        Ok(EventSummary {
+            received_at: parse_ts(&received_at)?,
+            size: usize::try_from(size)
+                .map_err(|_| StoreError::Corrupt(format!("event {id}: body size {size}")))?,
+            id,
+            source_id,
+            event_type,
+            content_type,
+        })
+    })
+    .collect()
 }
 
 fn get_event(c: &Connection, id: &str) -> StoreResult<Option<Event>> {
@@ -292,9 +356,9 @@ impl EventStore for SqliteBackend {
         self.run(move |c| get_event(c, &id)).await
     }
 
-    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<EventSummary>> {
         // Built per query (rather than `?1 IS NULL OR …`) so SQLite can use the source index.
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM events");
         let mut conditions = Vec::new();
         let mut args = Vec::new();
         if let Some(source_id) = &query.source_id {
@@ -311,7 +375,7 @@ impl EventStore for SqliteBackend {
         }
         sql.push_str(" ORDER BY id DESC LIMIT ?");
         args.push(Value::Integer(page_limit(query.limit)));
-        self.run(move |c| query_events(c, &sql, args)).await
+        self.run(move |c| query_summaries(c, &sql, args)).await
     }
 
     async fn mark_enqueued(&self, id: &str) -> StoreResult<()> {

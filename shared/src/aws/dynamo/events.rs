@@ -9,13 +9,14 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use super::names::*;
 use super::{
     epoch_seconds, from_item, key, sortable_time, string_attr, to_item, DynamoStore, Item,
 };
 use crate::aws::sdk_error;
-use crate::domain::Event;
+use crate::domain::{Event, EventSummary};
 use crate::ports::{EventQuery, EventStore, InsertOutcome, StoreError, StoreResult};
 
 /// Partitions of the `by-time` index: one partition would cap event ingestion at a single
@@ -41,12 +42,30 @@ impl DynamoStore {
 
     /// Events by id, in the order given; ids that no longer exist (expired) are skipped.
     async fn batch_get_events(&self, ids: &[String]) -> StoreResult<Vec<Event>> {
-        let mut found: HashMap<String, Event> = HashMap::with_capacity(ids.len());
+        self.batch_get(ids, &[])
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    /// Event items by id, in the order given, with only the `attributes` named (all when
+    /// empty); ids that no longer exist (expired) are skipped.
+    async fn batch_get(&self, ids: &[String], attributes: &[&str]) -> StoreResult<Vec<Item>> {
+        let mut found: HashMap<String, Item> = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(100) {
             let keys: Vec<Item> = chunk.iter().map(|id| key("id", id)).collect();
             let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
-                .consistent_read(true)
+                .consistent_read(true);
+            if !attributes.is_empty() {
+                // Placeholders for every name, so none can clash with a reserved word.
+                let (projection, names) = projection(attributes);
+                request = request
+                    .projection_expression(projection)
+                    .set_expression_attribute_names(Some(names));
+            }
+            let mut request = request
                 .build()
                 .map_err(|e| StoreError::Unavailable(format!("BatchGetItem: {e}")))?;
             // 100 bodies of 256 KiB exceed one response's 16 MB: loop on the unprocessed keys.
@@ -66,8 +85,7 @@ impl DynamoStore {
                     .unwrap_or_default();
                 let progressed = !items.is_empty();
                 for item in items {
-                    let event: Event = from_item(item)?;
-                    found.insert(event.id.clone(), event);
+                    found.insert(string_attr(&item, "id")?, item);
                 }
                 match out
                     .unprocessed_keys
@@ -92,6 +110,60 @@ impl DynamoStore {
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
+    /// Summaries of events by id, in the order given: the body is not read, only its stored
+    /// size. Events stored before sizes were (no `body_size`) have their body read, one at a
+    /// time, to measure it.
+    async fn batch_get_summaries(&self, ids: &[String]) -> StoreResult<Vec<EventSummary>> {
+        let items = self.batch_get(ids, &SummaryItem::ATTRIBUTES).await?;
+        let mut summaries = Vec::with_capacity(items.len());
+        for item in items {
+            let item: SummaryItem = from_item(item)?;
+            let size = match item.body_size {
+                Some(size) => size,
+                None => match self.stored_body_size(&item.id).await? {
+                    Some(size) => size,
+                    None => continue, // expired meanwhile
+                },
+            };
+            summaries.push(EventSummary {
+                id: item.id,
+                source_id: item.source_id,
+                event_type: item.event_type,
+                received_at: item.received_at,
+                content_type: item.content_type,
+                size,
+            });
+        }
+        Ok(summaries)
+    }
+
+    /// The body length of an event stored without `body_size`; `None` when it is gone.
+    async fn stored_body_size(&self, id: &str) -> StoreResult<Option<usize>> {
+        tracing::debug!(
+            event_id = id,
+            "event without body_size: reading its body to size it"
+        );
+        let (projection, names) = projection(&["body"]);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.events)
+            .set_key(Some(key("id", id)))
+            .projection_expression(projection)
+            .set_expression_attribute_names(Some(names))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        match out.item.as_ref().and_then(|item| item.get("body")) {
+            None => Ok(None),
+            Some(AttributeValue::B(body)) => Ok(Some(body.as_ref().len())),
+            Some(_) => Err(StoreError::Corrupt(format!(
+                "event {id}: body is not binary"
+            ))),
+        }
+    }
+
     async fn try_insert_event(
         &self,
         event: &Event,
@@ -100,6 +172,10 @@ impl DynamoStore {
         let mut item = to_item(event)?;
         item.insert(EXPIRES_AT.into(), self.expires_at(event.received_at));
         item.insert(LIST_SHARD.into(), AttributeValue::S(list_shard(&event.id)));
+        item.insert(
+            BODY_SIZE.into(),
+            AttributeValue::N(event.body.len().to_string()),
+        );
         item.insert(
             RECEIVED_SK.into(),
             AttributeValue::S(received_sk(event.received_at, &event.id)),
@@ -226,7 +302,7 @@ impl EventStore for DynamoStore {
         self.get_record(&self.events, id).await
     }
 
-    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<EventSummary>> {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
@@ -268,7 +344,7 @@ impl EventStore for DynamoStore {
                 ids
             }
         };
-        self.batch_get_events(&ids).await
+        self.batch_get_summaries(&ids).await
     }
 
     async fn mark_enqueued(&self, id: &str) -> StoreResult<()> {
@@ -330,6 +406,42 @@ impl EventStore for DynamoStore {
         let events = self.batch_get_events(&ids).await?;
         Ok(events.into_iter().filter(|e| !e.enqueued).collect())
     }
+}
+
+/// What a listing reads of an event item.
+#[derive(Deserialize)]
+struct SummaryItem {
+    id: String,
+    source_id: String,
+    event_type: String,
+    received_at: DateTime<Utc>,
+    content_type: Option<String>,
+    body_size: Option<usize>,
+}
+
+impl SummaryItem {
+    const ATTRIBUTES: [&'static str; 6] = [
+        "id",
+        "source_id",
+        "event_type",
+        "received_at",
+        "content_type",
+        BODY_SIZE,
+    ];
+}
+
+/// A projection expression naming `attributes` through placeholders (`#a0, #a1…`).
+fn projection(attributes: &[&str]) -> (String, HashMap<String, String>) {
+    let names: HashMap<String, String> = attributes
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (format!("#a{i}"), (*name).to_owned()))
+        .collect();
+    let expression = (0..attributes.len())
+        .map(|i| format!("#a{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (expression, names)
 }
 
 fn nanos(t: DateTime<Utc>) -> i64 {
