@@ -288,7 +288,8 @@ async fn dedup_follows_each_sources_setting(kind: BackendKind) {
     );
     // Sent: 15 requests; events: 3 + 1 + 1 + 3 + 1 = 9, each delivered once.
     sink.wait_for(9, WAIT).await;
-    sink.assert_no_more_than(9, Duration::from_millis(1500)).await;
+    sink.assert_no_more_than(9, Duration::from_millis(1500))
+        .await;
 
     // Provider schemes default to their delivery id.
     admin
