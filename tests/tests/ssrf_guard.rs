@@ -2,11 +2,11 @@
 //! admin API refuses subscription URLs whose host is a non-public IP literal, and a delivery to a
 //! host name that resolves to loopback is logged `blocked` and never reaches the subscriber.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hookhub::aws::Aws;
-use hookhub_tests::moto::{fresh_aws, sdk_config};
-use hookhub_tests::{temp_dir, DevOptions, DevServer, Sink};
+use hookhub_tests::{
+    on_both_backends, start_dev, temp_dir, BackendKind, DevOptions, DevServer, Sink,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -47,8 +47,10 @@ async fn post_webhook(server: &DevServer) -> String {
     answer["id"].as_str().unwrap().to_string()
 }
 
-/// Everything the guard promises, on whatever backend `server` runs.
-async fn guard_refuses_private_targets(server: &DevServer) {
+/// Everything the guard promises, on each backend.
+async fn guard_refuses_private_targets(kind: BackendKind) {
+    let (server, _dir) = start_dev(kind, guarded()).await;
+    let server = &server;
     let admin = server.admin();
     let sink = open_source(server).await;
     let port = sink.url.trim_start_matches("http://127.0.0.1:");
@@ -103,14 +105,11 @@ async fn guard_refuses_private_targets(server: &DevServer) {
     // Every attempt of the retry schedule (3 retries: 4 attempts) is logged `blocked`; the last
     // one ends the series `failed`.
     let attempts_in_all = guarded().retry_schedule.len() + 1;
-    let attempts_path = format!("/v1/events/{event_id}/attempts");
-    let deadline = Instant::now() + WAIT;
-    let mut log = admin.list(&attempts_path).await;
-    while !(log.len() == attempts_in_all && log.iter().any(|a| a["state"] == "failed")) {
-        assert!(Instant::now() < deadline, "attempts so far: {log:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        log = admin.list(&attempts_path).await;
-    }
+    let mut log = server
+        .wait_for_attempts(&event_id, |log| {
+            log.len() == attempts_in_all && log.iter().any(|a| a["state"] == "failed")
+        })
+        .await;
     log.sort_by_key(|a| a["attempt"].as_u64());
     for (i, attempt) in log.iter().enumerate() {
         let last = i + 1 == attempts_in_all;
@@ -125,30 +124,13 @@ async fn guard_refuses_private_targets(server: &DevServer) {
     }
     sink.assert_no_more_than(0, QUIET).await;
     assert_eq!(
-        admin.list(&attempts_path).await.len(),
+        server.attempts(&event_id).await.len(),
         attempts_in_all,
         "no attempt after the last one"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guard_on_sqlite_refuses_private_targets() {
-    let dir = temp_dir();
-    let server = DevServer::start(dir.path(), guarded()).await;
-    guard_refuses_private_targets(&server).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guard_on_aws_refuses_private_targets() {
-    let settings = fresh_aws().await.settings().clone();
-    let server = DevServer::start_on(guarded(), async move {
-        // Clients are built on the server's runtime so they die with it.
-        let aws = Aws::new(&sdk_config().await, settings);
-        (aws.backend().await.expect("backend"), None)
-    })
-    .await;
-    guard_refuses_private_targets(&server).await;
-}
+on_both_backends!(guard_refuses_private_targets);
 
 /// Without the guard (the dev default) the same literal is accepted and delivered to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
