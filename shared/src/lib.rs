@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod local;
 pub mod ports;
 pub mod retry;
+pub mod server;
 pub mod settings;
 pub mod signing;
 pub mod telemetry;

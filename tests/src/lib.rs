@@ -18,11 +18,13 @@ use hookhub::ingest::ReceiverConfig;
 use hookhub::local::{LocalConfig, LocalServer};
 use hookhub::ports::Backend;
 use hookhub::retry::RetryPolicy;
+use hookhub::server::ServerOptions;
 use hookhub::sqlite::SqliteBackend;
 use hookhub::worker::WorkerOptions;
 use serde_json::Value;
 
 pub mod faults;
+pub mod raw;
 
 /// An HTTP client for tests. reqwest is built without a crypto provider (`rustls-no-provider`,
 /// so no aws-lc-rs is linked into the functions when a build unifies features); this installs
@@ -186,6 +188,8 @@ pub struct DevOptions {
     pub visibility_timeout: Duration,
     /// How old an unenqueued event must be before the sweep enqueues it.
     pub sweep_grace: Duration,
+    /// HTTP timeouts and connection limit.
+    pub server: ServerOptions,
 }
 
 impl Default for DevOptions {
@@ -196,6 +200,7 @@ impl Default for DevOptions {
             max_body_bytes: 256 * 1024,
             visibility_timeout: Duration::from_secs(30),
             sweep_grace: Duration::from_secs(1),
+            server: ServerOptions::default(),
         }
     }
 }
@@ -264,6 +269,7 @@ impl DevServer {
                     allow_private_targets: true,
                     ..DeliveryOptions::default()
                 },
+                server: options.server,
             };
             let server = LocalServer::start(backend, wake, config)
                 .await
