@@ -14,6 +14,7 @@ use hookhub::ingest::ReceiverConfig;
 use hookhub::local::{LocalConfig, LocalServer};
 use hookhub::private_files;
 use hookhub::retry::RetryPolicy;
+use hookhub::server::ServerOptions;
 use hookhub::sqlite::SqliteBackend;
 use hookhub::worker::WorkerOptions;
 
@@ -49,6 +50,21 @@ pub struct DevArgs {
     /// Largest accepted webhook body, in bytes.
     #[arg(long, default_value_t = 256 * 1024, env = "HOOKHUB_MAX_BODY_BYTES")]
     max_body_bytes: usize,
+    /// Largest accepted webhook request headers (names + values), in bytes; larger get 431.
+    #[arg(long, default_value_t = 64 * 1024, env = "HOOKHUB_MAX_HEADER_BYTES", value_parser = positive)]
+    max_header_bytes: usize,
+    /// How long a client may take to send a request's headers.
+    #[arg(long, default_value = "10s", env = "HOOKHUB_HEADER_READ_TIMEOUT", value_parser = humantime_duration)]
+    header_read_timeout: Duration,
+    /// How long a client may take to send a request's whole body (then 408).
+    #[arg(long, default_value = "30s", env = "HOOKHUB_BODY_READ_TIMEOUT", value_parser = humantime_duration)]
+    body_read_timeout: Duration,
+    /// How long a kept-alive connection may sit with no request before it is closed.
+    #[arg(long, default_value = "15s", env = "HOOKHUB_IDLE_TIMEOUT", value_parser = humantime_duration)]
+    idle_timeout: Duration,
+    /// Most connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = 1024, env = "HOOKHUB_MAX_CONNECTIONS", value_parser = positive)]
+    max_connections: usize,
     /// How long a repeated delivery id (or identical body) counts as a duplicate.
     #[arg(long, default_value = "24h", env = "HOOKHUB_DEDUP_WINDOW", value_parser = humantime_duration)]
     dedup_window: Duration,
@@ -66,6 +82,13 @@ pub struct DevArgs {
         value_name = "true|false"
     )]
     allow_private_targets: bool,
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -117,6 +140,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         admin_key: admin_key.clone(),
         receiver: ReceiverConfig {
             max_body_bytes: args.max_body_bytes,
+            max_header_bytes: args.max_header_bytes,
             dedup_window: args.dedup_window,
             public_url: args.public_url,
         },
@@ -132,6 +156,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         delivery: DeliveryOptions {
             allow_private_targets: args.allow_private_targets,
             ..DeliveryOptions::default()
+        },
+        server: ServerOptions {
+            header_read_timeout: args.header_read_timeout,
+            body_read_timeout: args.body_read_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections,
         },
     };
     let server = LocalServer::start(backend, wake, config).await?;

@@ -22,6 +22,9 @@ use crate::verify::{HandshakeResponse, InboundRequest, VerifyError};
 pub struct ReceiverConfig {
     /// Largest accepted body; larger requests get 413.
     pub max_body_bytes: usize,
+    /// Largest accepted request headers, counted as the sum of every name and value (the
+    /// headers are stored with the event); larger requests get 431.
+    pub max_header_bytes: usize,
     /// A second request with the same dedup key within this window is not stored again; the
     /// default of sources whose `dedup` sets no window.
     pub dedup_window: Duration,
@@ -34,10 +37,48 @@ impl Default for ReceiverConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
+            max_header_bytes: 64 * 1024,
             dedup_window: Duration::from_secs(24 * 3600),
             public_url: None,
         }
     }
+}
+
+impl ReceiverConfig {
+    /// What can be refused from the request head alone, before any of the body is read:
+    /// headers over `max_header_bytes`, or a `Content-Length` over `max_body_bytes`.
+    pub fn check_head(&self, headers: &HeaderMap) -> Result<(), IngestError> {
+        if header_bytes(headers) > self.max_header_bytes {
+            return Err(IngestError::HeadersTooLarge {
+                limit: self.max_header_bytes,
+            });
+        }
+        if declared_length(headers).is_some_and(|len| len > self.max_body_bytes as u64) {
+            return Err(IngestError::PayloadTooLarge {
+                limit: self.max_body_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The size of a request's headers as stored: every name and value, repeated ones included.
+pub fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum()
+}
+
+/// The body length the client declared, when it declared one that parses.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A webhook request as it reached the edge.
@@ -67,6 +108,8 @@ pub enum IngestError {
     MethodNotAllowed,
     #[error("the body is larger than the {limit} byte limit")]
     PayloadTooLarge { limit: usize },
+    #[error("the request headers are larger than the {limit} byte limit (names and values)")]
+    HeadersTooLarge { limit: usize },
     #[error(transparent)]
     Verification(#[from] VerifyError),
     #[error("the event could not be stored or enqueued")]
@@ -314,5 +357,47 @@ mod tests {
         assert_eq!(json_type(Some(&serde_json::json!({"type": 3}))), None);
         assert_eq!(json_type(Some(&serde_json::json!({"type": ""}))), None);
         assert_eq!(json_type(None), None);
+    }
+
+    type Headers = &'static [(&'static str, &'static str)];
+
+    #[test]
+    fn the_head_is_checked_against_both_limits() {
+        let config = ReceiverConfig {
+            max_body_bytes: 100,
+            max_header_bytes: 20,
+            ..ReceiverConfig::default()
+        };
+        // (headers, expected): "x-a: 0123456789" counts 3 + 10 bytes.
+        let cases: [(Headers, Result<(), &str>); 8] = [
+            (&[], Ok(())),
+            (&[("x-a", "0123456789")], Ok(())),
+            // Exactly at the limit is accepted; every repeated value counts.
+            (&[("x-a", "0123456789"), ("x-b", "0123")], Ok(())),
+            (&[("x-a", "0123456789"), ("x-a", "01234")], Err("headers")),
+            (&[("content-length", "100")], Ok(())),
+            (&[("content-length", "101")], Err("body")),
+            // Unparseable lengths are left to the body reader (which counts the bytes).
+            (&[("content-length", "lots")], Ok(())),
+            // Headers are checked first: their size is known, the body's only declared.
+            (
+                &[("x-long", "0123456789abcdef"), ("content-length", "9")],
+                Err("headers"),
+            ),
+        ];
+        for (headers, expected) in cases {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                map.append(name, value.parse().unwrap());
+            }
+            let got = match config.check_head(&map) {
+                Ok(()) => Ok(()),
+                Err(IngestError::HeadersTooLarge { limit: 20 }) => Err("headers"),
+                Err(IngestError::PayloadTooLarge { limit: 100 }) => Err("body"),
+                Err(other) => panic!("{headers:?}: {other}"),
+            };
+            assert_eq!(got, expected, "{headers:?}");
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod netguard;
 pub mod ports;
 pub mod private_files;
 pub mod retry;
+pub mod server;
 pub mod settings;
 pub mod signing;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use crate::dispatch::{Dispatcher, DispatcherConfig};
 use crate::http::{router, AppState};
 use crate::ingest::{Ingestor, ReceiverConfig};
 use crate::ports::Backend;
+use crate::server::{self, ServerOptions};
 use crate::worker::{Worker, WorkerOptions};
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct LocalConfig {
     pub dispatcher: DispatcherConfig,
     pub worker: WorkerOptions,
     pub delivery: DeliveryOptions,
+    /// Timeouts and the connection limit of the HTTP server.
+    pub server: ServerOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,18 +77,13 @@ impl LocalServer {
         }
 
         let (shutdown, signal) = watch::channel(false);
-        let mut http_signal = signal.clone();
-        let app = router(state);
-        let http = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_signal.wait_for(|stop| *stop).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        });
+        let http = tokio::spawn(server::serve(
+            listener,
+            router(state),
+            config.server.clone(),
+            config.receiver.max_header_bytes,
+            signal.clone(),
+        ));
         let worker = tokio::spawn(worker.run(signal));
         Ok(Self {
             addr,

@@ -4,6 +4,7 @@
 //! | variable | read into | default |
 //! | --- | --- | --- |
 //! | `HOOKHUB_MAX_BODY_BYTES` | [`ReceiverConfig::max_body_bytes`] | 262144 |
+//! | `HOOKHUB_MAX_HEADER_BYTES` | [`ReceiverConfig::max_header_bytes`] (names + values) | 65536 |
 //! | `HOOKHUB_DEDUP_WINDOW` | [`ReceiverConfig::dedup_window`] (humantime: `24h`, `90m`) | `24h` |
 //! | `HOOKHUB_PUBLIC_URL` | [`ReceiverConfig::public_url`] (`http(s)://…`) | none |
 //! | `HOOKHUB_RETRY_SCHEDULE` | [`DispatcherConfig::retry`] (`5s,5m,30m`) | `5s,5m,30m,2h,5h,10h,10h` |
@@ -74,21 +75,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             .filter(|v| !v.is_empty())
     }
 
-    /// `HOOKHUB_MAX_BODY_BYTES`, `HOOKHUB_DEDUP_WINDOW`, `HOOKHUB_PUBLIC_URL`.
+    /// `HOOKHUB_MAX_BODY_BYTES`, `HOOKHUB_MAX_HEADER_BYTES`, `HOOKHUB_DEDUP_WINDOW`,
+    /// `HOOKHUB_PUBLIC_URL`.
     pub fn receiver_config(&self) -> Result<ReceiverConfig, SettingsError> {
         let defaults = ReceiverConfig::default();
-        let max_body_bytes = match self.get("HOOKHUB_MAX_BODY_BYTES") {
-            None => defaults.max_body_bytes,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(invalid(
-                        "HOOKHUB_MAX_BODY_BYTES",
-                        format!("expected a positive number of bytes, got {v:?}"),
-                    ))
-                }
-            },
-        };
+        let max_body_bytes = self.bytes("HOOKHUB_MAX_BODY_BYTES", defaults.max_body_bytes)?;
+        let max_header_bytes = self.bytes("HOOKHUB_MAX_HEADER_BYTES", defaults.max_header_bytes)?;
         let dedup_window = match self.get("HOOKHUB_DEDUP_WINDOW") {
             None => defaults.dedup_window,
             Some(v) => humantime::parse_duration(&v).map_err(|e| {
@@ -104,6 +96,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         };
         Ok(ReceiverConfig {
             max_body_bytes,
+            max_header_bytes,
             dedup_window,
             public_url,
         })
@@ -163,6 +156,20 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// emulators only; deployed stacks create them with their infrastructure code.
     pub fn create_resources(&self) -> Result<bool, SettingsError> {
         self.flag("HOOKHUB_CREATE_RESOURCES")
+    }
+
+    /// A positive number of bytes, or `default` when unset.
+    fn bytes(&self, var: &'static str, default: usize) -> Result<usize, SettingsError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(invalid(
+                    var,
+                    format!("expected a positive number of bytes, got {v:?}"),
+                )),
+            },
+        }
     }
 
     fn flag(&self, var: &'static str) -> Result<bool, SettingsError> {
@@ -276,6 +283,7 @@ mod tests {
         let r = e.receiver_config().unwrap();
         let defaults = ReceiverConfig::default();
         assert_eq!(r.max_body_bytes, defaults.max_body_bytes);
+        assert_eq!(r.max_header_bytes, 64 * 1024);
         assert_eq!(r.dedup_window, defaults.dedup_window);
         assert_eq!(r.public_url, None);
         let d = e.dispatcher_config().unwrap();
@@ -301,6 +309,7 @@ mod tests {
     fn values_are_read() {
         let e = env(&[
             ("HOOKHUB_MAX_BODY_BYTES", "1048576"),
+            ("HOOKHUB_MAX_HEADER_BYTES", "16384"),
             ("HOOKHUB_DEDUP_WINDOW", "90m"),
             ("HOOKHUB_PUBLIC_URL", "https://hooks.example.com/"),
             ("HOOKHUB_RETRY_SCHEDULE", "5s, 5m,30m"),
@@ -310,6 +319,7 @@ mod tests {
         ]);
         let r = e.receiver_config().unwrap();
         assert_eq!(r.max_body_bytes, 1_048_576);
+        assert_eq!(r.max_header_bytes, 16_384);
         assert_eq!(r.dedup_window, Duration::from_secs(90 * 60));
         assert_eq!(r.public_url.as_deref(), Some("https://hooks.example.com"));
         let d = e.dispatcher_config().unwrap();
@@ -325,9 +335,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let cases: [(&str, &str); 12] = [
+        let cases: [(&str, &str); 14] = [
             ("HOOKHUB_MAX_BODY_BYTES", "0"),
             ("HOOKHUB_MAX_BODY_BYTES", "256k"),
+            ("HOOKHUB_MAX_HEADER_BYTES", "0"),
+            ("HOOKHUB_MAX_HEADER_BYTES", "-1"),
             ("HOOKHUB_DEDUP_WINDOW", "a day"),
             ("HOOKHUB_PUBLIC_URL", "hooks.example.com"),
             ("HOOKHUB_PUBLIC_URL", "ftp://hooks.example.com"),
@@ -342,9 +354,10 @@ mod tests {
         for (var, value) in cases {
             let e = env(&[(var, value)]);
             let err = match var {
-                "HOOKHUB_MAX_BODY_BYTES" | "HOOKHUB_DEDUP_WINDOW" | "HOOKHUB_PUBLIC_URL" => {
-                    e.receiver_config().map(drop).unwrap_err()
-                }
+                "HOOKHUB_MAX_BODY_BYTES"
+                | "HOOKHUB_MAX_HEADER_BYTES"
+                | "HOOKHUB_DEDUP_WINDOW"
+                | "HOOKHUB_PUBLIC_URL" => e.receiver_config().map(drop).unwrap_err(),
                 "HOOKHUB_RETRY_SCHEDULE" | "HOOKHUB_FAN_OUT_CONCURRENCY" => {
                     e.dispatcher_config().map(drop).unwrap_err()
                 }

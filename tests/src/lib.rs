@@ -18,12 +18,14 @@ use hookhub::ingest::ReceiverConfig;
 use hookhub::local::{LocalConfig, LocalServer};
 use hookhub::ports::Backend;
 use hookhub::retry::RetryPolicy;
+use hookhub::server::ServerOptions;
 use hookhub::sqlite::SqliteBackend;
 use hookhub::worker::WorkerOptions;
 use serde_json::Value;
 
 pub mod faults;
 pub mod proxy;
+pub mod raw;
 
 /// An HTTP client for tests. reqwest is built without a crypto provider (`rustls-no-provider`,
 /// so no aws-lc-rs is linked into the functions when a build unifies features); this installs
@@ -212,6 +214,8 @@ pub struct DevOptions {
     /// SSRF guard off (the default, so sinks on 127.0.0.1 work); false turns it on for both the
     /// deliveries and the admin API's check of subscription URLs.
     pub allow_private_targets: bool,
+    /// HTTP timeouts and connection limit.
+    pub server: ServerOptions,
 }
 
 impl Default for DevOptions {
@@ -223,6 +227,7 @@ impl Default for DevOptions {
             visibility_timeout: Duration::from_secs(30),
             sweep_grace: Duration::from_secs(1),
             allow_private_targets: true,
+            server: ServerOptions::default(),
         }
     }
 }
@@ -291,6 +296,7 @@ impl DevServer {
                     allow_private_targets: options.allow_private_targets,
                     ..DeliveryOptions::default()
                 },
+                server: options.server,
             };
             let server = LocalServer::start(backend, wake, config)
                 .await

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::extract::{AdminBody, ApiPath, ApiQuery};
 use super::{ApiError, AppState};
 
 pub(super) fn routes(state: AppState) -> Router<AppState> {
@@ -110,7 +111,7 @@ fn listed<T: serde::Serialize>(data: Vec<T>) -> ApiResult {
     Ok(Json(serde_json::json!({ "data": data })).into_response())
 }
 
-async fn create_source(State(s): State<AppState>, body: Bytes) -> ApiResult {
+async fn create_source(State(s): State<AppState>, AdminBody(body): AdminBody) -> ApiResult {
     created(s.admin.create_source(parse(&body)?).await?)
 }
 
@@ -118,24 +119,24 @@ async fn list_sources(State(s): State<AppState>) -> ApiResult {
     listed(s.admin.list_sources().await?)
 }
 
-async fn get_source(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn get_source(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     ok(s.admin.get_source(&id).await?)
 }
 
 async fn update_source(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
+    ApiPath(id): ApiPath<String>,
+    AdminBody(body): AdminBody,
 ) -> ApiResult {
     ok(s.admin.update_source(&id, parse(&body)?).await?)
 }
 
-async fn delete_source(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn delete_source(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     s.admin.delete_source(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn create_subscription(State(s): State<AppState>, body: Bytes) -> ApiResult {
+async fn create_subscription(State(s): State<AppState>, AdminBody(body): AdminBody) -> ApiResult {
     created(s.admin.create_subscription(parse(&body)?).await?)
 }
 
@@ -143,31 +144,31 @@ async fn list_subscriptions(State(s): State<AppState>) -> ApiResult {
     listed(s.admin.list_subscriptions().await?)
 }
 
-async fn get_subscription(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn get_subscription(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     ok(s.admin.get_subscription(&id).await?)
 }
 
 async fn update_subscription(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
+    ApiPath(id): ApiPath<String>,
+    AdminBody(body): AdminBody,
 ) -> ApiResult {
     ok(s.admin.update_subscription(&id, parse(&body)?).await?)
 }
 
-async fn delete_subscription(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn delete_subscription(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     s.admin.delete_subscription(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn subscription_secret(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn subscription_secret(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     ok(s.admin.subscription_secret(&id).await?)
 }
 
 async fn rotate_subscription_secret(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
+    ApiPath(id): ApiPath<String>,
+    AdminBody(body): AdminBody,
 ) -> ApiResult {
     // An empty body generates the new secret, with the default grace period.
     let request = parse_or_default(&body)?;
@@ -181,8 +182,8 @@ struct LimitQuery {
 
 async fn subscription_attempts(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<LimitQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> ApiResult {
     listed(s.admin.subscription_attempts(&id, q.limit).await?)
 }
@@ -208,15 +209,19 @@ async fn list_events(
     ok(s.admin.list_events(q.source, q.before, q.limit).await?)
 }
 
-async fn get_event(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn get_event(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     ok(s.admin.get_event(&id).await?)
 }
 
-async fn event_attempts(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn event_attempts(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     listed(s.admin.event_attempts(&id).await?)
 }
 
-async fn replay_event(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn replay_event(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    AdminBody(body): AdminBody,
+) -> ApiResult {
     // An empty body replays to every matching subscription.
     let request = parse_or_default(&body)?;
     let replayed = s.admin.replay_event(&id, request).await?;

@@ -4,15 +4,17 @@
 //! Every error is JSON: `{"error": {"code": "…", "message": "…"}}`.
 
 mod admin;
+pub mod body;
 mod error;
+mod extract;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
-use http_body_util::LengthLimitError;
 use sha2::{Digest, Sha256};
 
 use crate::admin::Admin;
@@ -20,7 +22,8 @@ use crate::ingest::{IncomingWebhook, IngestError, IngestOutcome, Ingestor};
 use crate::ports::Backend;
 use crate::verify::constant_time_eq;
 
-pub use error::ApiError;
+pub use error::{code_for_status, ApiError};
+use extract::ApiPath;
 
 /// What the routes need. Built once per process (Lambda init or server start).
 #[derive(Clone)]
@@ -81,12 +84,16 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .fallback(not_found)
+        .layer(middleware::map_response(error::json_errors))
         .with_state(state)
 }
 
 /// Only the webhook ingest routes (the receiver function).
 pub fn receiver_router(state: AppState) -> Router {
-    receiver_routes().fallback(not_found).with_state(state)
+    receiver_routes()
+        .fallback(not_found)
+        .layer(middleware::map_response(error::json_errors))
+        .with_state(state)
 }
 
 /// Only the admin routes (the admin function).
@@ -94,6 +101,7 @@ pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .merge(admin::routes(state.clone()))
         .fallback(not_found)
+        .layer(middleware::map_response(error::json_errors))
         .with_state(state)
 }
 
@@ -107,33 +115,21 @@ async fn not_found() -> ApiError {
 
 async fn receive_webhook(
     State(state): State<AppState>,
-    Path(source): Path<String>,
+    ApiPath(source): ApiPath<String>,
     request: Request,
 ) -> Response {
-    let limit = state.ingestor.config().max_body_bytes;
-    let (parts, body) = request.into_parts();
-    let declared_too_large = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|len| len > limit);
-    if declared_too_large {
-        return IngestError::PayloadTooLarge { limit }.into_response_json();
+    let config = state.ingestor.config();
+    let (parts, request_body) = request.into_parts();
+    // Refused on the head alone (nothing is stored); the body is still read off the socket so
+    // the client, busy sending it, gets the answer.
+    if let Err(refused) = config.check_head(&parts.headers) {
+        let drained = body::discard(&parts.headers, request_body).await;
+        return body::close_unless(drained, refused.into_response_json());
     }
-    let body = match axum::body::to_bytes(body, limit).await {
+    let limit = config.max_body_bytes;
+    let body = match body::read_limited(&parts.headers, request_body, limit).await {
         Ok(bytes) => bytes,
-        Err(e) if is_length_limit(&e) => {
-            return IngestError::PayloadTooLarge { limit }.into_response_json()
-        }
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body_unreadable",
-                "the request body could not be read",
-            )
-            .into_response()
-        }
+        Err(e) => return e.into_response(limit),
     };
     let incoming = IncomingWebhook {
         method: parts.method,
@@ -168,17 +164,6 @@ async fn receive_webhook(
     }
 }
 
-fn is_length_limit(error: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.is::<LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
 impl IngestError {
     fn into_response_json(self) -> Response {
         let (status, code) = match &self {
@@ -187,6 +172,10 @@ impl IngestError {
             IngestError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            IngestError::HeadersTooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             IngestError::Verification(v) => (
                 StatusCode::from_u16(v.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
                 v.code(),
