@@ -82,6 +82,15 @@ pub struct DevArgs {
         value_name = "true|false"
     )]
     allow_private_targets: bool,
+    /// Days events, their attempts and dedup markers are kept (SQLite: an hourly sweep; AWS: the
+    /// DynamoDB TTL). 0 keeps them forever.
+    #[arg(
+        long,
+        default_value_t = 30,
+        env = "HOOKHUB_RETENTION_DAYS",
+        value_name = "DAYS"
+    )]
+    retention: u32,
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -122,6 +131,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             // This process owns the database (see the lock above): tasks a previous run was
             // processing when it stopped are picked up again at once, not after their timeout.
             sqlite.release_inflight().await?;
+            if args.retention > 0 {
+                tokio::spawn(sweep_every_hour(sqlite.clone(), days(args.retention)));
+            }
             let wake = sqlite.notifier();
             (
                 sqlite.into_backend(),
@@ -130,7 +142,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         }
         BackendKind::Aws => {
-            let (backend, label) = aws_backend().await?;
+            let (backend, label) = aws_backend(args.retention).await?;
             (backend, None, label)
         }
     };
@@ -184,6 +196,33 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
+}
+
+/// The SQLite counterpart of the DynamoDB TTL: deletes what is older than `retention` soon
+/// after start, then every hour, in small batches that ingest writes interleave with.
+async fn sweep_every_hour(sqlite: SqliteBackend, retention: Duration) {
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(10),
+        Duration::from_secs(3600),
+    );
+    loop {
+        every.tick().await;
+        match sqlite.sweep_expired(retention).await {
+            Ok(report) if report.events > 0 => tracing::info!(
+                events = report.events,
+                attempts = report.attempts,
+                dedup_markers = report.dedup_markers,
+                pages_freed = report.pages_freed,
+                "retention sweep"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed; next in an hour"),
+        }
+    }
+}
+
 /// The banner's line about the SSRF guard.
 fn guard_line(allow_private_targets: bool) -> &'static str {
     if allow_private_targets {
@@ -196,13 +235,19 @@ fn guard_line(allow_private_targets: bool) -> &'static str {
 /// DynamoDB + SQS from the environment. Without `HOOKHUB_*` resource settings, resources are
 /// named `hookhub-…`. Against a local endpoint (`AWS_ENDPOINT_URL`) missing tables and queues
 /// are created, so a freshly started moto needs no other setup.
-async fn aws_backend() -> anyhow::Result<(hookhub::ports::Backend, String)> {
+async fn aws_backend(retention_days: u32) -> anyhow::Result<(hookhub::ports::Backend, String)> {
     use hookhub::aws::{load_sdk_config, Aws, AwsConfigError, AwsSettings};
-    let settings = match AwsSettings::from_env() {
+    let mut settings = match AwsSettings::from_env() {
         Ok(settings) => settings,
         Err(AwsConfigError::Missing(_)) => AwsSettings::with_prefix("hookhub-"),
         Err(e) => return Err(e.into()),
     };
+    // The TTL stamped on items; "forever" is a TTL far beyond any deployment's life.
+    settings.retention = days(if retention_days == 0 {
+        36_500
+    } else {
+        retention_days
+    });
     let aws = Aws::new(&load_sdk_config().await, settings);
     let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
     if endpoint.is_some() || std::env::var("HOOKHUB_CREATE_RESOURCES").as_deref() == Ok("true") {

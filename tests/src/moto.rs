@@ -50,7 +50,8 @@ pub struct MotoServer {
 
 impl MotoServer {
     /// Starts a server on a free port and waits until it answers HTTP. The program is
-    /// `$MOTO_SERVER` or `moto_server` on the `PATH`.
+    /// `$MOTO_SERVER`, else `tests/moto_server.py` (moto_server with DynamoDB transactions
+    /// isolated, see that file).
     pub fn start() -> std::io::Result<Self> {
         let mut last_error = None;
         // Another process may grab the port between our probe and moto's bind: try again.
@@ -65,7 +66,8 @@ impl MotoServer {
 
     fn start_once() -> std::io::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let program = std::env::var("MOTO_SERVER")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py").into());
         let log =
             std::env::temp_dir().join(format!("hookhub-moto-{}-{port}.log", std::process::id()));
         let mut child = Command::new("sh")

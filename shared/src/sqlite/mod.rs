@@ -12,6 +12,7 @@
 //! transaction per write: no write is reported done before it is on disk.
 
 mod queue;
+mod retention;
 mod stores;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ use tokio::sync::Notify;
 use crate::ports::{Backend, StoreError, StoreResult};
 
 pub use queue::DeadLetter;
+pub use retention::{SweepReport, SWEEP_BATCH};
 
 /// How long a statement waits for another process (the CLI, say) to release the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -163,6 +165,8 @@ impl SqliteBackend {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if on_disk {
+            // Before WAL: a new file takes the mode only until its header is first written.
+            incremental_auto_vacuum(&conn)?;
             let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
                 .map_err(db_err)?;
@@ -397,6 +401,28 @@ fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::R
 
 /// Distinct statements kept prepared per connection (rusqlite's default is 16; there are more).
 const STATEMENT_CACHE: usize = 64;
+
+/// Lets the retention sweep give deleted pages back to the file system. The mode takes effect on
+/// a new file at once; a file made before it is rebuilt (`VACUUM`) once.
+fn incremental_auto_vacuum(conn: &Connection) -> StoreResult<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+        .map_err(db_err)?;
+    if mode == INCREMENTAL {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", INCREMENTAL)
+        .map_err(db_err)?;
+    let mode: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+        .map_err(db_err)?;
+    if mode != INCREMENTAL {
+        tracing::info!("rebuilding the database once so retention can reclaim space");
+        conn.execute_batch("VACUUM").map_err(db_err)?;
+    }
+    Ok(())
+}
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
     // IMMEDIATE: two processes opening a new file at once must not both run the migrations.
