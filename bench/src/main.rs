@@ -16,6 +16,7 @@ mod ingest;
 mod load;
 mod micro_report;
 mod procs;
+mod retention;
 
 /// An HTTP client for the benchmark's own calls: reqwest is built without a crypto provider
 /// (`rustls-no-provider`, so no aws-lc-rs is linked into the functions when one build covers
@@ -40,7 +41,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Ingest, handler, delivery, cold start and cost, then the micro report when present.
+    /// Ingest, handler, delivery, retention, cold start and cost, then the micro report when
+    /// present.
     All(Common),
     /// N concurrent clients POSTing signed 1 KiB webhooks to `hookhub dev` (SQLite, moto) and
     /// to a bare axum handler (the loop-back ceiling).
@@ -52,6 +54,8 @@ enum Command {
     /// Each Lambda binary under a local Runtime API stand-in: init, first and warm invocations,
     /// binary size, peak RSS; then the cost per million webhooks.
     Coldstart(Common),
+    /// Ingest latency on SQLite while the retention sweep deletes a million expired rows.
+    Retention(Common),
     /// The criterion results under target/criterion as one table with ratios to the raw MAC.
     MicroReport(Common),
     /// (internal) The bare axum server used as the loop-back ceiling.
@@ -139,6 +143,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Handler(c)
         | Command::Delivery(c)
         | Command::Coldstart(c)
+        | Command::Retention(c)
         | Command::MicroReport(c) => c.clone(),
         Command::ServeBaseline => unreachable!("handled in main"),
     };
@@ -157,6 +162,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
     if all || matches!(command, Command::Delivery(_)) {
         summary.insert("delivery".into(), delivery::run(&common).await?);
+    }
+    if all || matches!(command, Command::Retention(_)) {
+        summary.insert("retention".into(), retention::run(&common).await?);
     }
     if all || matches!(command, Command::Coldstart(_)) {
         let cold = coldstart::run(&common).await?;
