@@ -18,10 +18,17 @@ scripts/sam-check.sh.
 from __future__ import annotations
 
 import json
+import shlex
 import unittest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    tomllib = None
 
 from combinations import COMBINATIONS, resolve
 from test_template import (
+    ROOT,
     EXPECTED_GRANTS,
     load_template,
     normalized_condition,
@@ -211,6 +218,38 @@ class DeploymentOptionsTest(unittest.TestCase):
             self.assertTrue(any(option in k for k in keys) and any(option not in k for k in keys))
         self.assertTrue(any({"DomainName", "KmsKeyArn"} <= k for k in keys))
         self.assertTrue(any("DomainName" in k and "HostedZoneId" not in k for k in keys))
+
+
+class SamConfigTest(unittest.TestCase):
+    """samconfig.toml's environments: both deploy the template, on stacks of their own, with
+    overrides that name real parameters and pass their constraints."""
+
+    def test_default_and_prod_environments(self):
+        if tomllib is None:
+            self.skipTest("tomllib needs Python 3.11")
+        config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+        self.assertLessEqual({"default", "prod"}, set(config))
+        stacks = {env: config[env]["global"]["parameters"]["stack_name"] for env in ("default", "prod")}
+        self.assertEqual(len(set(stacks.values())), 2, stacks)
+        parameters = load_template()["Parameters"]
+        for env in ("default", "prod"):
+            deploy = config[env]["deploy"]["parameters"]
+            self.assertEqual(deploy["capabilities"], "CAPABILITY_IAM", env)
+            self.assertIs(deploy["confirm_changeset"], True, env)
+            self.assertIs(config[env]["build"]["parameters"]["beta_features"], True, env)
+            overrides = shlex.split(deploy.get("parameter_overrides", ""))
+            for override in overrides:
+                name, value = override.split("=", 1)
+                with self.subTest(env=env, parameter=name):
+                    spec = parameters[name]
+                    self.assertNotIn(name, {"AdminKeySha256"}, "a NoEcho parameter in samconfig")
+                    if "AllowedValues" in spec:
+                        self.assertIn(value, [str(v) for v in spec["AllowedValues"]])
+                    if "AllowedPattern" in spec:
+                        self.assertRegex(value, spec["AllowedPattern"])
+        prod = dict(o.split("=", 1) for o in shlex.split(config["prod"]["deploy"]["parameters"]["parameter_overrides"]))
+        self.assertEqual(prod["LogLevel"], "warn")
+        self.assertIn("AlarmEmail", prod)
 
 
 if __name__ == "__main__":
