@@ -8,8 +8,14 @@
 #      stage... as CloudFormation will get them: cfn-lint 1.x lints SAM resources with SAM's
 #      schemas and does not transform, so e.g. a Globals Timeout over 900 s or an unused
 #      parameter only shows here)
-#   5. tests/template/test_template.py (least privilege, DLQ, TTL, batch failures, secrets)
-#   6. sam build                       (the three functions, release, with cargo-lambda)
+#   5. tests/template/                 (least privilege, DLQ, TTL, batch failures, secrets;
+#      the KMS grants, domain resources and outputs of every parameter combination)
+#   6. each parameter combination of tests/template/combinations.py (custom domain off/on/on
+#      with a hosted zone, KMS key off/on, concurrency caps and alarm e-mail unset/set), rendered
+#      as the template with those values as defaults: cfn-lint, `sam validate --lint`, and
+#      checkov (the IaC scanner reviewers run), which must report no failed check: every finding
+#      is fixed, or skipped in template.yaml with a `checkov:skip` comment giving the reason
+#   7. sam build                       (the three functions, release, with cargo-lambda)
 #
 # Zero errors and zero warnings: every tool's non-zero exit fails the script.
 #
@@ -19,6 +25,9 @@
 # The SAM CLI, cfn-lint and cargo-lambda are installed when missing, all into ONE Python
 # environment ($PYTHON, default python3): cargo-lambda cross-compiles with zig, which it finds
 # as `python3 -m ziglang` (the `ziglang` wheel the cargo-lambda wheel depends on).
+# checkov gets a virtualenv of its own ($HOOKHUB_CHECKOV_VENV, default
+# ~/.cache/hookhub/checkov-venv): it pins boto3 far below the SAM CLI's pin, so installing it
+# next to the SAM CLI would break one or the other.
 #
 # Architecture: arm64, the template's default. If the aarch64 Rust target cannot be installed,
 # the script says so and builds x86_64 instead (Architecture=x86_64), never silently.
@@ -29,7 +38,7 @@
 # own output (the artifacts and the built template) goes under that target directory too
 # (sam-check/), not into the work tree.
 #
-# Usage: scripts/sam-check.sh [--no-build]   (--no-build: steps 1-5 only, and says so)
+# Usage: scripts/sam-check.sh [--no-build]   (--no-build: steps 1-6 only, and says so)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +47,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-build) build=false ;;
     -h | --help)
-      sed -n '2,32p' "$0"
+      sed -n '2,41p' "$0"
       exit 0
       ;;
     *)
@@ -79,8 +88,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "sam-check: installing ${missing[*]} into $("$python" -c 'import sys; print(sys.prefix)')"
   pip_install "${missing[@]}"
 fi
+checkov_venv=${HOOKHUB_CHECKOV_VENV:-$HOME/.cache/hookhub/checkov-venv}
+checkov="$checkov_venv/bin/checkov"
+if ! "$checkov" --version >/dev/null 2>&1; then
+  echo "sam-check: installing checkov>=3.2,<4 into $checkov_venv"
+  rm -rf "$checkov_venv"
+  "$python" -m venv "$checkov_venv"
+  "$checkov_venv/bin/python" -m pip install --quiet --disable-pip-version-check "checkov>=3.2,<4"
+fi
 echo "sam-check: $(sam --version); cfn-lint $(cfn-lint --version | awk '{print $NF}');" \
-  "$(cargo lambda --version | awk '{print $1, $2}'); zig $("$python" -m ziglang version)"
+  "$(cargo lambda --version | awk '{print $1, $2}'); zig $("$python" -m ziglang version);" \
+  "checkov $("$checkov" --version)"
 
 # --- Offline AWS settings --------------------------------------------------------------------
 
@@ -121,6 +139,28 @@ echo "sam-check: cfn-lint (transformed): no errors, no warnings"
 
 step "template test (tests/template)"
 "$python" -m unittest discover --start-directory tests/template --top-level-directory tests/template
+
+step "every parameter combination: cfn-lint, sam validate --lint, checkov"
+"$python" tests/template/combinations.py "$work/combinations" >"$work/combinations.txt"
+mapfile -t renders <"$work/combinations.txt"
+[ "${#renders[@]}" -gt 1 ] || fail "no parameter combinations rendered"
+cfn-lint "${renders[@]}"
+echo "sam-check: cfn-lint: ${#renders[@]} combinations, no errors, no warnings"
+for render in "${renders[@]}"; do
+  sam validate --lint --template-file "$render" >/dev/null ||
+    fail "sam validate --lint: $(basename "$render" .yaml)"
+done
+echo "sam-check: sam validate --lint: ${#renders[@]} combinations valid"
+# --skip-download: offline (no guideline links from the vendor's API); the checks are local.
+# The raw template too: its defaults are the first combination, and its skips must hold there.
+checkov_files=(-f template.yaml)
+for render in "${renders[@]}"; do checkov_files+=(-f "$render"); done
+if ! "$checkov" --framework cloudformation --compact --quiet --skip-download \
+  "${checkov_files[@]}" >"$work/checkov.txt" 2>&1; then
+  cat "$work/checkov.txt" >&2
+  fail "checkov: a finding is neither fixed nor skipped with a reason in template.yaml"
+fi
+grep -E "^(Passed|cloudformation)" "$work/checkov.txt" | sed 's/^/sam-check: checkov: /'
 
 if ! $build; then
   echo "sam-check: NOT BUILT: sam build skipped (--no-build); lint, validate and the template test passed"

@@ -4,17 +4,14 @@
 //! SSRF guard follows `--allow-private-targets` / `HOOKHUB_ALLOW_PRIVATE_TARGETS`.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// How long the binary may take to print its banner (a cold start on a busy CI machine).
-const STARTUP: Duration = Duration::from_secs(60);
+mod support;
+use support::{start_dev, Dev};
+
 const FILES: [&str; 5] = [
     "hookhub.db",
     "hookhub.db-wal",
@@ -23,75 +20,9 @@ const FILES: [&str; 5] = [
     "lock",
 ];
 
-/// A running `hookhub dev`; killed when dropped.
-struct Dev {
-    child: Child,
-    base: String,
-    banner: String,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on `data_dir`, on a free port, and waits for its whole banner (its last
-/// line is the `targets:` one).
+/// Starts the binary on SQLite in `data_dir` (see `support::start_dev`).
 fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Dev {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hookhub"));
-    command
-        .args(["dev", "--backend", "sqlite", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    // Only what the test sets: nothing inherited from the caller's environment.
-    for var in [
-        "HOOKHUB_ADMIN_KEY",
-        "HOOKHUB_ALLOW_PRIVATE_TARGETS",
-        "HOOKHUB_BACKEND",
-        "HOOKHUB_DATA_DIR",
-        "HOOKHUB_LISTEN",
-    ] {
-        command.env_remove(var);
-    }
-    command.envs(env.iter().copied());
-    let mut child = command.spawn().expect("start hookhub dev");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if line.map(|l| tx.send(l)).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + STARTUP;
-    let mut lines: Vec<String> = Vec::new();
-    while !lines
-        .last()
-        .is_some_and(|l| l.trim_start().starts_with("targets:"))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => lines.push(line),
-            Err(e) => panic!("no whole banner within {STARTUP:?} ({e}); got {lines:#?}"),
-        }
-    }
-    let base = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("Hookhub dev server listening on "))
-        .expect("the banner names the address")
-        .to_string();
-    Dev {
-        child,
-        base,
-        banner: lines.join("\n"),
-    }
+    start_dev("sqlite", data_dir, args, env)
 }
 
 fn mode(path: &Path) -> u32 {
