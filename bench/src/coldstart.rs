@@ -322,6 +322,9 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             disabled_reason: None,
             created_at: now,
             updated_at: now,
+            filter: None,
+            transform: None,
+            headers: Default::default(),
         })
         .await?;
 

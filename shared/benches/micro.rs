@@ -477,6 +477,9 @@ fn subscription(i: usize, sources: Vec<String>, event_types: Vec<String>) -> Sub
         disabled_reason: None,
         created_at: now(),
         updated_at: now(),
+        filter: None,
+        transform: None,
+        headers: Default::default(),
     }
 }
 
@@ -513,13 +516,84 @@ fn filter(c: &mut Criterion) {
     group.finish();
 }
 
+/// A subscription's jq filter and transform per delivery at 1 KiB, beside the signing they come
+/// with (`signed_headers`, the baseline: read the others as a ratio to it). `event_input` builds
+/// the program input (body parsed); `filter`/`transform` add one run of the program on the
+/// current thread; `prepare` is what the dispatcher does per delivery: both programs, each run
+/// on a guarded evaluator thread (so it includes two thread hand-offs).
+fn jq(c: &mut Criterion) {
+    use hookhub::jq::{compile, event_input, prepare, Limits, Mode};
+    let body = json_body(1024, "");
+    let event = Event {
+        id: "evt_01J0000000000000000000000".into(),
+        source_id: "billing".into(),
+        event_type: "invoice.paid".into(),
+        received_at: now(),
+        content_type: Some("application/json".into()),
+        dedup_key: "id:d-1".into(),
+        headers: [("user-agent".to_string(), "Billing/1".to_string())].into(),
+        body: body.into(),
+        enqueued: true,
+    };
+    let filter = r#".type == "invoice.paid" and .body.action != "deleted""#;
+    let transform = r#"{kind: .type, id: .body.id, action: .body.action, at: .received_at, size: (.body.pad | length)}"#;
+    let mut subscription = subscription(0, vec![], vec![]);
+    subscription.filter = Some(filter.into());
+    subscription.transform = Some(transform.into());
+    let ts = now().timestamp();
+    let never = || -> Box<dyn FnOnce(hookhub::jq::guard::Exceeded)> {
+        Box::new(|e| panic!("benchmark program over budget: {e:?}"))
+    };
+    let filter = compile(filter).unwrap();
+    let transform = compile(transform).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let mut group = c.benchmark_group("jq/1KiB");
+    group.bench_function("signed_headers", |b| {
+        b.iter(|| hookhub::dispatch::signed_headers(&event, black_box(&subscription), ts))
+    });
+    group.bench_function("event_input", |b| b.iter(|| event_input(black_box(&event))));
+    group.bench_function("event_input+filter", |b| {
+        b.iter(|| {
+            let input = event_input(black_box(&event));
+            filter.run_here(input, Mode::Filter, Limits::default(), never())
+        })
+    });
+    group.bench_function("event_input+transform", |b| {
+        b.iter(|| {
+            let input = event_input(black_box(&event));
+            transform.run_here(input, Mode::Transform, Limits::default(), never())
+        })
+    });
+    group.bench_function("event_input+filter+transform", |b| {
+        b.iter(|| {
+            let input = event_input(black_box(&event));
+            let pass = filter.run_here(input.clone(), Mode::Filter, Limits::default(), never());
+            (
+                pass,
+                transform.run_here(input, Mode::Transform, Limits::default(), never()),
+            )
+        })
+    });
+    group.bench_function("prepare", |b| {
+        b.iter(|| {
+            let prepared = runtime.block_on(prepare(black_box(&event), &subscription));
+            assert!(matches!(prepared, hookhub::jq::Prepared::Deliver(_)));
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
-    // Short runs: about 70 benchmarks must fit in a few minutes on a 2-core machine.
+    // Short runs: about 75 benchmarks must fit in a few minutes on a 2-core machine.
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2))
         .sample_size(50);
-    targets = verify, sign, extract, filter
+    targets = verify, sign, extract, filter, jq
 }
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! The admin service: validated management of sources and subscriptions, and read access to
 //! events and attempts. The HTTP layer only maps requests and errors onto these calls.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -77,6 +78,15 @@ pub struct CreateSubscription {
     pub secret: Option<Secret>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// jq program: deliver only events for which it is truthy.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// jq program whose output is the delivered JSON body.
+    #[serde(default)]
+    pub transform: Option<String>,
+    /// Static headers added to each delivery.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Partial update: absent fields are left as they are.
@@ -89,6 +99,24 @@ pub struct UpdateSubscription {
     pub label: Option<String>,
     pub secret: Option<Secret>,
     pub enabled: Option<bool>,
+    /// Absent: unchanged; `null`: removed; a program: replaced.
+    #[serde(default, deserialize_with = "present")]
+    pub filter: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub transform: Option<Option<String>>,
+    /// Replaces all headers (`{}` removes them); a sensitive header's value sent back as `***`
+    /// keeps the stored one.
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// For a field that may be absent (outer `None`, via `#[serde(default)]`), `null` (inner
+/// `None`) or a value.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A source as shown through the API: secrets redacted, the dedup setting in force.
@@ -265,6 +293,9 @@ impl Admin {
         self.check_target(&req.url)?;
         validate_sources(&req.sources)?;
         validate_filters(&req.event_types)?;
+        validate_program("filter", req.filter.as_deref())?;
+        validate_program("transform", req.transform.as_deref())?;
+        let headers = validate_headers(req.headers)?;
         let secret = match req.secret {
             Some(secret) => validate_secret(secret)?,
             None => signing::generate_secret(),
@@ -283,6 +314,9 @@ impl Admin {
             disabled_reason: None,
             created_at: now,
             updated_at: now,
+            filter: req.filter,
+            transform: req.transform,
+            headers,
         };
         self.backend
             .subscriptions
@@ -315,6 +349,19 @@ impl Admin {
         }
         if let Some(label) = req.label {
             sub.label = Some(label);
+        }
+        if let Some(filter) = req.filter {
+            validate_program("filter", filter.as_deref())?;
+            sub.filter = filter;
+        }
+        if let Some(transform) = req.transform {
+            validate_program("transform", transform.as_deref())?;
+            sub.transform = transform;
+        }
+        if let Some(headers) = req.headers {
+            let headers = crate::custom_headers::resolve_placeholders(headers, &sub.headers)
+                .map_err(|message| invalid("invalid_headers", message))?;
+            sub.headers = validate_headers(headers)?;
         }
         // The placeholder some clients send back keeps the secret; a new one replaces it at once
         // (`rotate` keeps the old one signing for a while).
@@ -526,6 +573,25 @@ fn validate_filters(filters: &[String]) -> AdminResult<()> {
         )),
         None => Ok(()),
     }
+}
+
+/// Compiles a jq program to check it; the compiler's message and position on failure.
+fn validate_program(field: &str, program: Option<&str>) -> AdminResult<()> {
+    match program.map(crate::jq::compile) {
+        Some(Err(e)) => Err(AdminError::Invalid {
+            code: if field == "filter" {
+                "invalid_filter"
+            } else {
+                "invalid_transform"
+            },
+            message: format!("{field}: {e}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn validate_headers(headers: BTreeMap<String, String>) -> AdminResult<BTreeMap<String, String>> {
+    crate::custom_headers::validate(headers).map_err(|message| invalid("invalid_headers", message))
 }
 
 fn validate_secret(secret: Secret) -> AdminResult<Secret> {

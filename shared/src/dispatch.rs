@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::delivery::{DeliveryClient, DeliveryResponse};
 use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
+use crate::jq::Prepared;
 use crate::ports::{Backend, ReceivedTask, StoreError};
 use crate::retry::{parse_retry_after, RetryPolicy};
 use crate::signing;
@@ -200,25 +201,47 @@ impl Dispatcher {
     ) -> Result<(), StoreError> {
         let attempt = series.attempt;
         let started_at = Utc::now();
-        let response = match signed_headers(event, subscription, started_at.timestamp()) {
-            Ok(headers) => {
-                self.client
-                    .post(&subscription.url, headers, event.body.clone())
-                    .await
+        // The subscription's jq filter and transform decide what (if anything) is sent.
+        let response = match crate::jq::prepare(event, subscription).await {
+            Prepared::FilteredOut => {
+                tracing::info!(
+                    event_id = %event.id,
+                    subscription_id = %subscription.id,
+                    attempt,
+                    "filtered out by the subscription's filter; not delivered"
+                );
+                return Ok(());
             }
-            Err(_) => DeliveryResponse {
+            Prepared::Deliver(payload) => {
+                match signed_headers(&payload, subscription, started_at.timestamp()) {
+                    Ok(headers) => {
+                        self.client
+                            .post(&subscription.url, headers, payload.body.clone())
+                            .await
+                    }
+                    Err(_) => DeliveryResponse {
+                        status: None,
+                        error: Some("signing"),
+                        retry_after: None,
+                        excerpt: None,
+                        duration: Duration::ZERO,
+                    },
+                }
+            }
+            Prepared::Failed(message) => DeliveryResponse {
                 status: None,
-                error: Some("signing"),
+                error: Some("transform_failed"),
                 retry_after: None,
-                excerpt: None,
-                duration: Duration::ZERO,
+                excerpt: Some(message),
+                duration: (Utc::now() - started_at).to_std().unwrap_or_default(),
             },
         };
 
         let gone = response.status == Some(410);
         let (state, next) = if response.is_success() {
             (DeliveryState::Succeeded, None)
-        } else if gone {
+        } else if gone || response.error == Some("transform_failed") {
+            // The same input fails the same transform again: no retry (replay after a fix).
             (DeliveryState::Failed, None)
         } else {
             let retry_after = match response.status {
@@ -415,6 +438,7 @@ pub fn signed_headers(
     if let Ok(ct) = HeaderValue::from_str(content_type) {
         headers.insert(http::header::CONTENT_TYPE, ct);
     }
+    crate::custom_headers::apply(&mut headers, subscription);
     Ok(headers)
 }
 

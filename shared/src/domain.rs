@@ -145,6 +145,16 @@ pub struct Subscription {
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A jq program run on each matching event; delivered only when its first output is truthy
+    /// (`hookhub::jq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// A jq program whose output is the delivered (JSON) body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
+    /// Static headers added to every delivery (lowercase names; `hookhub::custom_headers`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 impl Subscription {

@@ -6,6 +6,7 @@
 //! functions and the local dev server.
 
 pub mod admin;
+pub mod custom_headers;
 pub mod dedup;
 pub mod delivery;
 pub mod dispatch;
@@ -13,6 +14,7 @@ pub mod domain;
 pub mod filter;
 pub mod http;
 pub mod ingest;
+pub mod jq;
 pub mod local;
 pub mod netguard;
 pub mod ports;

@@ -72,6 +72,9 @@ fn subscription(id: &str, url: &str, secret: Secret) -> Subscription {
         disabled_reason: None,
         created_at: now,
         updated_at: now,
+        filter: None,
+        transform: None,
+        headers: Default::default(),
     }
 }
 

@@ -31,6 +31,11 @@ pub struct SubscriptionView {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// jq programs (`null` when not set).
+    pub filter: Option<String>,
+    pub transform: Option<String>,
+    /// Static delivery headers; values of sensitive names (authorization, *token*, …) as `***`.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&Subscription> for SubscriptionView {
@@ -46,6 +51,9 @@ impl From<&Subscription> for SubscriptionView {
             previous_secret_expires_at: active_grace(s, Utc::now()),
             created_at: s.created_at,
             updated_at: s.updated_at,
+            filter: s.filter.clone(),
+            transform: s.transform.clone(),
+            headers: crate::custom_headers::redacted(&s.headers),
         }
     }
 }
@@ -169,6 +177,9 @@ mod tests {
             disabled_reason: None,
             created_at: now,
             updated_at: now,
+            filter: None,
+            transform: None,
+            headers: Default::default(),
         }
     }
 

@@ -120,6 +120,9 @@ pub fn sample_subscription() -> Subscription {
         disabled_reason: None,
         created_at: now,
         updated_at: now,
+        filter: None,
+        transform: None,
+        headers: Default::default(),
     }
 }
 

@@ -153,6 +153,10 @@ pub async fn subscriptions_crud(b: &Backend) {
     updated.enabled = false;
     updated.disabled_reason = Some("endpoint answered 410".to_owned());
     updated.secret = Secret::new("whsec_rotated");
+    // Delivery programs and headers are stored as given (no migration: absent means none).
+    updated.filter = Some(".body.amount >= 100".to_owned());
+    updated.transform = Some("{kind: .type}".to_owned());
+    updated.headers = [("x-team".to_owned(), "payments".to_owned())].into();
     updated.updated_at = first.updated_at + secs(5);
     s.update_subscription(&updated).await.expect("update");
     assert_eq!(
