@@ -15,10 +15,10 @@ use rusqlite::{params, Connection};
 use super::{db_err, exec, SqliteBackend};
 use crate::ports::StoreResult;
 
-/// Events deleted per write: a few milliseconds of work, so ingest commits keep flowing.
-pub const SWEEP_BATCH: usize = 200;
+/// Events deleted per write: about a millisecond of work, so ingest commits keep flowing.
+pub const SWEEP_BATCH: usize = 50;
 /// Free pages returned to the file system per write.
-const VACUUM_PAGES: u32 = 2_000;
+const VACUUM_PAGES: u32 = 256;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,32 +67,36 @@ fn delete_batch(c: &Connection, cutoff_id: &str, batch: usize) -> StoreResult<Sw
 
 impl SqliteBackend {
     /// Deletes everything older than `retention`, [`SWEEP_BATCH`] events per write, then returns
-    /// the freed pages to the file system in steps. Ingest writes queued meanwhile commit between
-    /// the batches.
+    /// the freed pages to the file system in steps. After each write the sweep rests as long as
+    /// the write took, so it has the writer at most half the time and ingest writes queued
+    /// meanwhile commit between the batches (a sweep is background work: slow is fine).
     pub async fn sweep_expired(&self, retention: Duration) -> StoreResult<SweepReport> {
         let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
         let cutoff_id = cutoff_id(cutoff);
         let mut total = SweepReport::default();
         loop {
             let id = cutoff_id.clone();
+            let started = std::time::Instant::now();
             let batch = self
                 .write(move |c| delete_batch(c, &id, SWEEP_BATCH))
                 .await?;
+            let took = started.elapsed();
             total.events += batch.events;
             total.attempts += batch.attempts;
             total.dedup_markers += batch.dedup_markers;
             if batch.events < SWEEP_BATCH {
                 break;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(took).await;
         }
         loop {
+            let started = std::time::Instant::now();
             let freed = self.write(|c| incremental_vacuum(c, VACUUM_PAGES)).await?;
             total.pages_freed += freed;
             if freed < VACUUM_PAGES {
                 break;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(started.elapsed()).await;
         }
         Ok(total)
     }
