@@ -1,42 +1,14 @@
 //! Domain records shared by every adapter: sources, events, subscriptions, attempts and tasks.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::dedup::DedupConfig;
+pub use crate::secret::Secret;
 use crate::verify::VerifyConfig;
-
-/// A secret value (signing key, token, password). Serialises as itself (stores need it) but never
-/// shows up in `Debug` output, so it cannot leak through `tracing` fields or panics.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self::new(value)
-    }
-}
 
 /// Prefixed, sortable, unique identifiers (`evt_01H…`, `sub_01H…`).
 pub fn new_id(prefix: &str) -> String {
@@ -243,13 +215,6 @@ impl Task {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        let s = Secret::new("whsec_supersecret");
-        assert_eq!(format!("{s:?}"), "Secret(***)");
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"whsec_supersecret\"");
-    }
 
     #[test]
     fn slugs() {

@@ -148,7 +148,7 @@ pub trait TaskQueue: Send + Sync {
 }
 
 /// What the receiver needs of storage: a verified event stored (deduplicated) with its dispatch
-/// task on the queue. [`StoreThenEnqueue`](crate::ingest::StoreThenEnqueue) composes it from
+/// task on the queue. [`StoreThenEnqueue`](crate::intake::StoreThenEnqueue) composes it from
 /// [`EventStore`] and [`TaskQueue`] in three steps, the unconfirmed ones covered by the
 /// unenqueued sweep; an adapter holding both in one database (SQLite) does it in one transaction.
 #[async_trait]
@@ -181,42 +181,6 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend from one adapter per port; the intake is composed from `events` and `queue`.
-    pub fn from_parts(
-        sources: Arc<dyn SourceStore>,
-        subscriptions: Arc<dyn SubscriptionStore>,
-        events: Arc<dyn EventStore>,
-        attempts: Arc<dyn AttemptLog>,
-        queue: Arc<dyn TaskQueue>,
-    ) -> Self {
-        let intake = Arc::new(crate::ingest::StoreThenEnqueue::new(
-            events.clone(),
-            queue.clone(),
-        ));
-        Self {
-            sources,
-            subscriptions,
-            events,
-            attempts,
-            queue,
-            intake,
-        }
-    }
-
-    /// One adapter value implementing every port (the SQLite database, for example).
-    pub fn from_single<T>(adapter: Arc<T>) -> Self
-    where
-        T: SourceStore + SubscriptionStore + EventStore + AttemptLog + TaskQueue + 'static,
-    {
-        Self::from_parts(
-            adapter.clone(),
-            adapter.clone(),
-            adapter.clone(),
-            adapter.clone(),
-            adapter,
-        )
-    }
-
     /// Replaces the composed intake with an adapter's own (an atomic one).
     pub fn with_intake(mut self, intake: Arc<dyn Intake>) -> Self {
         self.intake = intake;
