@@ -322,6 +322,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             disabled_reason: None,
             created_at: now,
             updated_at: now,
+            health: Default::default(),
         })
         .await?;
 

@@ -477,6 +477,7 @@ fn subscription(i: usize, sources: Vec<String>, event_types: Vec<String>) -> Sub
         disabled_reason: None,
         created_at: now(),
         updated_at: now(),
+        health: Default::default(),
     }
 }
 

@@ -6,6 +6,7 @@
 //! functions and the local dev server.
 
 pub mod admin;
+pub mod decision;
 pub mod dedup;
 pub mod delivery;
 pub mod dispatch;

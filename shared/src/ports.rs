@@ -9,6 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::decision::health::ProbeClaim;
+use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 
 /// Failures of a store or queue. `Unavailable` is transient (the caller retries or answers 503);
@@ -56,9 +58,28 @@ pub trait SubscriptionStore: Send + Sync {
     async fn disable_subscription(
         &self,
         id: &str,
-        reason: &str,
+        reason: DisabledReason,
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Applies an attempt's outcome to the subscription's `health` atomically (concurrent
+    /// outcomes and probe claims all count; [`Health::after`](crate::decision::Health::after) decides), disabling it with reason
+    /// `failing` when the decision says so. Only `health` (and, when disabling, `enabled`,
+    /// `disabled_reason`, `updated_at`) change. `None` when the subscription does not exist.
+    async fn record_outcome(
+        &self,
+        id: &str,
+        outcome: HealthOutcome,
+        at: DateTime<Utc>,
+        policy: &HealthPolicy,
+    ) -> StoreResult<Option<HealthChange>>;
+    /// Claims the open circuit's probe atomically ([`Health::claim_probe`](crate::decision::Health::claim_probe)): of concurrent
+    /// callers at most one gets `claimed`. `None` when the subscription does not exist.
+    async fn claim_probe(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        policy: &HealthPolicy,
+    ) -> StoreResult<Option<ProbeClaim>>;
 }
 
 /// Result of a conditional event insert.

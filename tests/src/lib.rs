@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use hookhub::decision::HealthPolicy;
 use hookhub::delivery::DeliveryOptions;
 use hookhub::dispatch::DispatcherConfig;
 use hookhub::ingest::ReceiverConfig;
@@ -216,6 +217,8 @@ pub struct DevOptions {
     pub allow_private_targets: bool,
     /// HTTP timeouts and connection limit.
     pub server: ServerOptions,
+    /// Circuit breaker and auto-disable (the product's defaults unless a test compresses them).
+    pub health: HealthPolicy,
 }
 
 impl Default for DevOptions {
@@ -228,6 +231,7 @@ impl Default for DevOptions {
             sweep_grace: Duration::from_secs(1),
             allow_private_targets: true,
             server: ServerOptions::default(),
+            health: HealthPolicy::default(),
         }
     }
 }
@@ -282,6 +286,7 @@ impl DevServer {
                     ..ReceiverConfig::default()
                 },
                 dispatcher: DispatcherConfig {
+                    health: options.health,
                     retry,
                     ..DispatcherConfig::default()
                 },

@@ -151,7 +151,7 @@ pub async fn subscriptions_crud(b: &Backend) {
     updated.event_types = vec!["order.*".to_owned()];
     updated.label = None;
     updated.enabled = false;
-    updated.disabled_reason = Some("endpoint answered 410".to_owned());
+    updated.disabled_reason = Some(crate::decision::DisabledReason::Gone);
     updated.secret = Secret::new("whsec_rotated");
     updated.updated_at = first.updated_at + secs(5);
     s.update_subscription(&updated).await.expect("update");
