@@ -63,6 +63,21 @@ pub struct Dispatcher {
     backend: Backend,
     client: DeliveryClient,
     config: Arc<DispatcherConfig>,
+    health_locks: HealthLocks,
+}
+
+/// One lock per subscription for this process's health updates. The stores make each update
+/// atomic across processes; taking them one at a time within a process spares the conditional
+/// writes most of their conflicts (and keeps a burst of deliveries that all find a probe due
+/// from racing for it).
+#[derive(Clone, Default)]
+struct HealthLocks(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl HealthLocks {
+    fn of(&self, subscription_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(subscription_id.to_owned()).or_default().clone()
+    }
 }
 
 impl Dispatcher {
@@ -71,6 +86,7 @@ impl Dispatcher {
             backend,
             client,
             config: Arc::new(config),
+            health_locks: HealthLocks::default(),
         }
     }
 
@@ -296,20 +312,24 @@ impl Dispatcher {
         let health = match subscription.health.gate(now) {
             Gate::Deliver => return Ok(None),
             Gate::Park(until) => return Ok(Some(Outcome::CircuitOpen { until })),
-            Gate::Probe => match self
-                .backend
-                .subscriptions
-                .claim_probe(&subscription.id, now, policy)
-                .await?
-            {
-                Some(claim) if claim.claimed => {
-                    tracing::info!(subscription_id = %subscription.id, "circuit half-open; probing");
-                    return Ok(None);
+            Gate::Probe => {
+                let lock = self.health_locks.of(&subscription.id);
+                let _one_at_a_time = lock.lock().await;
+                match self
+                    .backend
+                    .subscriptions
+                    .claim_probe(&subscription.id, now, policy)
+                    .await?
+                {
+                    Some(claim) if claim.claimed => {
+                        tracing::info!(subscription_id = %subscription.id, "circuit half-open; probing");
+                        return Ok(None);
+                    }
+                    Some(claim) => claim.health,
+                    // Deleted meanwhile: nothing is sent to it.
+                    None => return Ok(Some(Outcome::Disabled)),
                 }
-                Some(claim) => claim.health,
-                // Deleted meanwhile: nothing is sent to it.
-                None => return Ok(Some(Outcome::Disabled)),
-            },
+            }
         };
         Ok(match health.gate(now) {
             Gate::Deliver => None,
@@ -352,6 +372,8 @@ impl Dispatcher {
         outcome: HealthOutcome,
         at: DateTime<Utc>,
     ) {
+        let lock = self.health_locks.of(&subscription.id);
+        let _one_at_a_time = lock.lock().await;
         let recorded = self
             .backend
             .subscriptions

@@ -74,6 +74,8 @@ struct SinkState {
     /// Statuses to answer, in order; 200 once empty.
     script: VecDeque<(u16, Vec<(String, String)>)>,
     delay: Duration,
+    /// Answer 503 to everything (an outage), whatever the script says.
+    down: bool,
 }
 
 /// A subscriber endpoint: a real HTTP server recording every request.
@@ -93,7 +95,12 @@ impl Sink {
                 let (delay, answer) = {
                     let mut s = shared.lock().unwrap();
                     s.received.push(Received { headers, body });
-                    (s.delay, s.script.pop_front())
+                    let answer = if s.down {
+                        Some((503, Vec::new()))
+                    } else {
+                        s.script.pop_front()
+                    };
+                    (s.delay, answer)
                 };
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -135,6 +142,11 @@ impl Sink {
             .unwrap()
             .script
             .push_back((status, headers));
+    }
+
+    /// An outage: every request gets 503 until `set_down(false)` (requests are still recorded).
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     pub fn set_delay(&self, delay: Duration) {
