@@ -325,6 +325,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             filter: None,
             transform: None,
             headers: Default::default(),
+            health: Default::default(),
         })
         .await?;
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
+use hookhub::decision::health::ProbeClaim;
+use hookhub::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use hookhub::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use hookhub::ingest::{Ingestor, ReceiverConfig};
 use hookhub::ports::{
@@ -63,8 +65,30 @@ impl SubscriptionStore for NullBackend {
     async fn delete_subscription(&self, _: &str) -> StoreResult<bool> {
         Ok(false)
     }
-    async fn disable_subscription(&self, _: &str, _: &str, _: DateTime<Utc>) -> StoreResult<bool> {
+    async fn disable_subscription(
+        &self,
+        _: &str,
+        _: DisabledReason,
+        _: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         Ok(false)
+    }
+    async fn record_outcome(
+        &self,
+        _: &str,
+        _: HealthOutcome,
+        _: DateTime<Utc>,
+        _: &HealthPolicy,
+    ) -> StoreResult<Option<HealthChange>> {
+        Ok(None)
+    }
+    async fn claim_probe(
+        &self,
+        _: &str,
+        _: DateTime<Utc>,
+        _: &HealthPolicy,
+    ) -> StoreResult<Option<ProbeClaim>> {
+        Ok(None)
     }
 }
 

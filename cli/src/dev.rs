@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use hookhub::decision::HealthPolicy;
 use hookhub::delivery::DeliveryOptions;
 use hookhub::dispatch::DispatcherConfig;
 use hookhub::ingest::ReceiverConfig;
@@ -71,6 +72,18 @@ pub struct DevArgs {
     /// How long a task being processed stays hidden from other consumers.
     #[arg(long, default_value = "120s", env = "HOOKHUB_VISIBILITY_TIMEOUT", value_parser = humantime_duration)]
     visibility_timeout: Duration,
+    /// A subscription failing continuously this long is disabled (reason `failing`); 0 = never.
+    #[arg(long, default_value = "5d", env = "HOOKHUB_DISABLE_AFTER", value_parser = disable_after)]
+    disable_after: String,
+    /// Consecutive failures that open an endpoint's circuit breaker; 0 = no breaker.
+    #[arg(long, default_value_t = 10, env = "HOOKHUB_BREAKER_THRESHOLD")]
+    breaker_threshold: u32,
+    /// Wait before the first probe of an open circuit; doubles with each re-opening.
+    #[arg(long, default_value = "30s", env = "HOOKHUB_BREAKER_BACKOFF", value_parser = humantime_duration)]
+    breaker_backoff: Duration,
+    /// Longest wait between probes of an open circuit.
+    #[arg(long, default_value = "10m", env = "HOOKHUB_BREAKER_MAX_BACKOFF", value_parser = humantime_duration)]
+    breaker_max_backoff: Duration,
     /// Deliver to loopback, private and other non-public addresses (true: local sinks work);
     /// false turns the SSRF guard on, as in deployments.
     #[arg(
@@ -98,6 +111,11 @@ fn positive(s: &str) -> Result<usize, String> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{s:?} is not a positive number")),
     }
+}
+
+/// Checked here, read in `run` (clap cannot hold an `Option` that means "never").
+fn disable_after(s: &str) -> Result<String, String> {
+    HealthPolicy::parse_disable_after(s).map(|_| s.to_owned())
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -158,6 +176,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         dispatcher: DispatcherConfig {
             retry,
+            health: HealthPolicy {
+                breaker_threshold: args.breaker_threshold,
+                probe_backoff: args.breaker_backoff,
+                max_probe_backoff: args.breaker_max_backoff,
+                disable_after: HealthPolicy::parse_disable_after(&args.disable_after)
+                    .map_err(anyhow::Error::msg)?,
+            },
             ..DispatcherConfig::default()
         },
         worker: WorkerOptions {

@@ -480,6 +480,7 @@ fn subscription(i: usize, sources: Vec<String>, event_types: Vec<String>) -> Sub
         filter: None,
         transform: None,
         headers: Default::default(),
+        health: Default::default(),
     }
 }
 

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 mod secrets;
 
 pub use secrets::{
-    CreatedSubscription, RotateSecret, SubscriptionSecret, SubscriptionView, DEFAULT_ROTATION_GRACE,
+    CreatedSubscription, HealthView, RotateSecret, SubscriptionSecret, SubscriptionView,
+    DEFAULT_ROTATION_GRACE,
 };
 
+use crate::decision::{DisabledReason, Series};
 use crate::dedup::DedupConfig;
-use crate::domain::{
-    is_valid_slug, new_id, Attempt, DeliveryState, Event, Secret, Source, Subscription, Task,
-};
+use crate::domain::{is_valid_slug, new_id, Attempt, Event, Secret, Source, Subscription, Task};
 use crate::filter::is_valid_filter;
 use crate::ports::{Backend, EventQuery, StoreError};
 use crate::signing;
@@ -317,6 +317,7 @@ impl Admin {
             filter: req.filter,
             transform: req.transform,
             headers,
+            health: Default::default(),
         };
         self.backend
             .subscriptions
@@ -369,10 +370,16 @@ impl Admin {
             sub = secrets::rotated(sub, validate_secret(secret)?, Duration::ZERO, Utc::now());
         }
         if let Some(enabled) = req.enabled {
-            sub.enabled = enabled;
-            if enabled {
-                sub.disabled_reason = None;
+            if enabled && !sub.enabled {
+                // A fresh start: the old streak would disable it again at the next failure.
+                sub.health = sub.health.reset();
             }
+            sub.enabled = enabled;
+            sub.disabled_reason = match (enabled, sub.disabled_reason) {
+                (true, _) => None,
+                (false, Some(reason)) => Some(reason),
+                (false, None) => Some(DisabledReason::Manual),
+            };
         }
         sub.updated_at = Utc::now();
         self.backend.subscriptions.update_subscription(&sub).await?;
@@ -475,18 +482,13 @@ impl Admin {
                     .iter()
                     .filter(|a| a.subscription_id == sub.id)
                     .max_by_key(|a| a.attempt);
-                // A retry still pending keeps its number; the replay takes the one after it.
-                let start = match latest {
-                    None => 1,
-                    Some(a) if a.state == DeliveryState::Retrying => a.attempt + 2,
-                    Some(a) => a.attempt + 1,
-                };
+                let series = Series::after(latest);
                 let task = Task::Deliver {
                     event_id: event.id.clone(),
                     subscription_id: sub.id.clone(),
-                    attempt: start,
+                    attempt: series.attempt,
                     not_before: None,
-                    series_start: Some(start),
+                    series_start: Some(series.start),
                 };
                 (task, std::time::Duration::ZERO)
             })

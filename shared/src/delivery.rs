@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+use crate::decision::DeliveryError;
 use crate::netguard::{ip_literal, is_public};
 
 /// At most this much of a subscriber's response body is kept in the attempt log.
@@ -41,8 +42,8 @@ impl Default for DeliveryOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryResponse {
     pub status: Option<u16>,
-    /// `timeout`, `connect`, `dns`, `blocked` or `request` when no status was received.
-    pub error: Option<&'static str>,
+    /// Why no status was received.
+    pub error: Option<DeliveryError>,
     pub retry_after: Option<String>,
     pub excerpt: Option<String>,
     pub duration: Duration,
@@ -121,7 +122,7 @@ impl DeliveryClient {
     /// POSTs `body` to `url` and reports what happened; never fails.
     pub async fn post(&self, url: &str, headers: HeaderMap, body: Bytes) -> DeliveryResponse {
         let started = Instant::now();
-        let failed = |error: &'static str| DeliveryResponse {
+        let failed = |error: DeliveryError| DeliveryResponse {
             status: None,
             error: Some(error),
             retry_after: None,
@@ -129,11 +130,11 @@ impl DeliveryClient {
             duration: started.elapsed(),
         };
         let Ok(parsed) = reqwest::Url::parse(url) else {
-            return failed("request");
+            return failed(DeliveryError::Request);
         };
         // The resolver is bypassed for IP literals, so check those here.
         if !self.allow_private_targets && ip_literal(&parsed).is_some_and(|ip| !is_public(ip)) {
-            return failed("blocked");
+            return failed(DeliveryError::Blocked);
         }
         let mut response = match self
             .http
@@ -174,23 +175,42 @@ impl DeliveryClient {
 }
 
 /// Maps a transport failure to a stable error code by walking its typed source chain.
-fn classify(error: &reqwest::Error) -> &'static str {
+fn classify(error: &reqwest::Error) -> DeliveryError {
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
         if e.is::<BlockedAddress>() {
-            return "blocked";
+            return DeliveryError::Blocked;
         }
         if e.is::<DnsFailure>() {
-            return "dns";
+            return DeliveryError::Dns;
+        }
+        if is_tls(e) {
+            return DeliveryError::Tls;
         }
         source = e.source();
     }
     if error.is_timeout() {
-        "timeout"
+        DeliveryError::Timeout
     } else if error.is_connect() {
-        "connect"
+        DeliveryError::Connect
     } else {
-        "request"
+        DeliveryError::Request
+    }
+}
+
+/// rustls reports through (nested) `io::Error`s, whose `source()` skips the error they wrap.
+fn is_tls(mut e: &(dyn StdError + 'static)) -> bool {
+    loop {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => e = inner,
+            None => return false,
+        }
     }
 }
 
@@ -204,11 +224,11 @@ mod tests {
         let r = client
             .post("http://127.0.0.1:9/", HeaderMap::new(), Bytes::new())
             .await;
-        assert_eq!(r.error, Some("blocked"));
+        assert_eq!(r.error, Some(DeliveryError::Blocked));
         let r = client
             .post("http://localhost:9/", HeaderMap::new(), Bytes::new())
             .await;
-        assert_eq!(r.error, Some("blocked"));
+        assert_eq!(r.error, Some(DeliveryError::Blocked));
     }
 
     #[tokio::test]
@@ -231,7 +251,37 @@ mod tests {
                 Bytes::new(),
             )
             .await;
-        assert_eq!(r.error, Some("connect"));
+        assert_eq!(r.error, Some(DeliveryError::Connect));
         assert!(!r.is_success());
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_is_tls() {
+        let client = DeliveryClient::new(&DeliveryOptions {
+            allow_private_targets: true,
+            ..DeliveryOptions::default()
+        })
+        .unwrap();
+        // A plain-HTTP server answering a TLS ClientHello with plain text.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let r = client
+            .post(
+                &format!("https://127.0.0.1:{port}/"),
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(r.error, Some(DeliveryError::Tls), "{r:?}");
+        server.abort();
     }
 }

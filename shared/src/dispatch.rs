@@ -7,22 +7,28 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use http::{HeaderMap, HeaderValue};
 
+use crate::decision::{
+    judge, DeliveryError, DisabledReason, Gate, HealthOutcome, HealthPolicy, Outcome, Series,
+    Verdict,
+};
 use crate::delivery::{DeliveryClient, DeliveryResponse};
 use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
 use crate::jq::Prepared;
 use crate::ports::{Backend, ReceivedTask, StoreError};
-use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::signing;
 
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
     pub retry: RetryPolicy,
+    /// Circuit breaker and auto-disable.
+    pub health: HealthPolicy,
     /// Deliveries of one event in flight at once.
     pub fan_out_concurrency: usize,
 }
@@ -31,6 +37,7 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
+            health: HealthPolicy::default(),
             fan_out_concurrency: 16,
         }
     }
@@ -57,6 +64,21 @@ pub struct Dispatcher {
     backend: Backend,
     client: DeliveryClient,
     config: Arc<DispatcherConfig>,
+    health_locks: HealthLocks,
+}
+
+/// One lock per subscription for this process's health updates. The stores make each update
+/// atomic across processes; taking them one at a time within a process spares the conditional
+/// writes most of their conflicts (and keeps a burst of deliveries that all find a probe due
+/// from racing for it).
+#[derive(Clone, Default)]
+struct HealthLocks(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl HealthLocks {
+    fn of(&self, subscription_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(subscription_id.to_owned()).or_default().clone()
+    }
 }
 
 impl Dispatcher {
@@ -65,6 +87,7 @@ impl Dispatcher {
             backend,
             client,
             config: Arc::new(config),
+            health_locks: HealthLocks::default(),
         }
     }
 
@@ -89,13 +112,12 @@ impl Dispatcher {
                 series_start,
                 ..
             } => {
-                let series = Series::new(attempt, series_start.unwrap_or(1));
-                if attempt == 0 || series.start > attempt {
+                let Some(series) = Series::from_task(attempt, series_start) else {
                     return Ok(TaskOutcome::Malformed(format!(
                         "attempt {attempt} does not belong to a series starting at {}",
-                        series.start
+                        series_start.unwrap_or(1)
                     )));
-                }
+                };
                 self.deliver_pair(&event_id, &subscription_id, series, redelivered)
                     .await?
             }
@@ -109,7 +131,8 @@ impl Dispatcher {
             tracing::warn!(event_id, "dispatch task for an event that no longer exists");
             return Ok(());
         };
-        let subscriptions = matching_subscriptions(&self.backend, &event).await?;
+        // Disabled subscriptions too: the events they would get are logged as skipped.
+        let subscriptions = wanting_subscriptions(&self.backend, &event).await?;
         if subscriptions.is_empty() {
             tracing::info!(event_id, event_type = %event.event_type, "no matching subscription");
             return Ok(());
@@ -118,7 +141,7 @@ impl Dispatcher {
         let event = Arc::new(event);
         let mut resends = Vec::new();
         let mut work = Vec::new();
-        let first = Series::new(1, 1);
+        let first = Series::FIRST;
         for subscription in subscriptions {
             match plan(latest.get(subscription.id.as_str()), first, redelivered) {
                 Plan::Deliver => work.push(subscription),
@@ -159,21 +182,18 @@ impl Dispatcher {
             tracing::warn!(event_id, "retry for an event that no longer exists");
             return Ok(());
         };
-        let subscription = match self
+        let Some(subscription) = self
             .backend
             .subscriptions
             .get_subscription(subscription_id)
             .await?
-        {
-            Some(s) if s.enabled => s,
-            _ => {
-                tracing::info!(
-                    event_id,
-                    subscription_id,
-                    "subscription deleted or disabled; retry dropped"
-                );
-                return Ok(());
-            }
+        else {
+            tracing::info!(
+                event_id,
+                subscription_id,
+                "subscription deleted; retry dropped"
+            );
+            return Ok(());
         };
         let prior: Vec<Attempt> = self
             .backend
@@ -192,80 +212,91 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Delivers once, records the attempt, then schedules the retry, if any.
+    /// Judges whether the endpoint may be called now (disabled: skipped; circuit open: parked),
+    /// delivers once if so, and carries out the verdict: log the attempt, schedule the retry or
+    /// re-schedule the parked delivery, update the endpoint's health.
     async fn attempt(
         &self,
         event: &Event,
         subscription: &Subscription,
         series: Series,
     ) -> Result<(), StoreError> {
-        let attempt = series.attempt;
         let started_at = Utc::now();
-        // The subscription's jq filter and transform decide what (if anything) is sent.
-        let response = match crate::jq::prepare(event, subscription).await {
+        // The subscription's jq filter and transform decide what, if anything, is sent; they
+        // run before the gate so a filtered-out event never takes the breaker's probe.
+        let payload = match crate::jq::prepare(event, subscription).await {
             Prepared::FilteredOut => {
                 tracing::info!(
                     event_id = %event.id,
                     subscription_id = %subscription.id,
-                    attempt,
+                    attempt = series.attempt,
                     "filtered out by the subscription's filter; not delivered"
                 );
                 return Ok(());
             }
-            Prepared::Deliver(payload) => {
-                match signed_headers(&payload, subscription, started_at.timestamp()) {
-                    Ok(headers) => {
-                        self.client
-                            .post(&subscription.url, headers, payload.body.clone())
-                            .await
-                    }
-                    Err(_) => DeliveryResponse {
-                        status: None,
-                        error: Some("signing"),
-                        retry_after: None,
-                        excerpt: None,
-                        duration: Duration::ZERO,
-                    },
-                }
-            }
-            Prepared::Failed(message) => DeliveryResponse {
+            Prepared::Deliver(payload) => Ok(payload),
+            Prepared::Failed(message) => Err(DeliveryResponse {
                 status: None,
-                error: Some("transform_failed"),
+                error: Some(DeliveryError::TransformFailed),
                 retry_after: None,
                 excerpt: Some(message),
                 duration: (Utc::now() - started_at).to_std().unwrap_or_default(),
+            }),
+        };
+        let (outcome, response) = match payload {
+            Err(failed) => (
+                Outcome::Failed(DeliveryError::TransformFailed),
+                Some(failed),
+            ),
+            Ok(payload) => match self.gate(subscription, started_at).await? {
+                Some(outcome) => (outcome, None),
+                None => {
+                    let response = self.post(&payload, subscription, started_at).await;
+                    let outcome = match (response.status, response.error) {
+                        (Some(code), _) => Outcome::Status {
+                            code,
+                            retry_after: response.retry_after.clone(),
+                        },
+                        (None, error) => Outcome::Failed(error.unwrap_or(DeliveryError::Request)),
+                    };
+                    (outcome, Some(response))
+                }
             },
         };
-
-        let gone = response.status == Some(410);
-        let (state, next) = if response.is_success() {
-            (DeliveryState::Succeeded, None)
-        } else if gone || response.error == Some("transform_failed") {
-            // The same input fails the same transform again: no retry (replay after a fix).
-            (DeliveryState::Failed, None)
-        } else {
-            let retry_after = match response.status {
-                Some(429 | 503) => response
-                    .retry_after
-                    .as_deref()
-                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
-                _ => None,
+        let verdict = judge(&outcome, series, &self.config.retry, started_at);
+        let Some(state) = verdict.state() else {
+            // Parked: the same attempt again later, no number used, nothing logged.
+            let until = match verdict {
+                Verdict::Parked { until } => until,
+                _ => started_at,
             };
-            match self.config.retry.next_delay(series.position(), retry_after) {
-                Some(delay) => (DeliveryState::Retrying, Some(delay)),
-                None => (DeliveryState::Failed, None),
-            }
+            tracing::info!(
+                event_id = %event.id,
+                subscription_id = %subscription.id,
+                attempt = series.attempt,
+                until = %until,
+                "circuit open; delivery parked"
+            );
+            let delay = (until - started_at).to_std().unwrap_or(Duration::ZERO);
+            return self
+                .backend
+                .queue
+                .send(&retry_task(event, subscription, series), delay)
+                .await;
         };
+        let next = verdict.retry_after();
         let record = Attempt {
             event_id: event.id.clone(),
             subscription_id: subscription.id.clone(),
-            attempt,
+            attempt: series.attempt,
             url: subscription.url.clone(),
             started_at,
-            duration_ms: response.duration.as_millis() as u64,
-            status_code: response.status,
-            error: response.error.map(str::to_string),
-            response_excerpt: response.excerpt.clone(),
+            duration_ms: response
+                .as_ref()
+                .map_or(0, |r| r.duration.as_millis() as u64),
+            status_code: outcome.status(),
+            error: outcome.error().map(|e| e.code().to_string()),
+            response_excerpt: response.and_then(|r| r.excerpt),
             state,
             next_attempt_at: next
                 .map(|d| started_at + chrono::Duration::from_std(d).unwrap_or_default()),
@@ -273,26 +304,143 @@ impl Dispatcher {
         tracing::info!(
             event_id = %event.id,
             subscription_id = %subscription.id,
-            attempt,
-            status = ?response.status,
-            error = ?response.error,
+            attempt = series.attempt,
+            status = record.status_code.unwrap_or_default(),
+            error = record.error.as_deref().unwrap_or_default(),
             state = ?state,
             duration_ms = record.duration_ms,
             "delivery attempt"
         );
         self.backend.attempts.record_attempt(&record).await?;
-        if gone {
-            self.disable(subscription, "the endpoint answered 410 Gone")
-                .await?;
+        if verdict == Verdict::Gone {
+            self.disable(subscription, DisabledReason::Gone).await?;
         }
         if let Some(delay) = next {
             let task = retry_task(event, subscription, series.next());
             self.backend.queue.send(&task, delay).await?;
         }
+        if let Some(health) = verdict.health() {
+            self.record_health(event, subscription, health, started_at)
+                .await;
+        }
         Ok(())
     }
 
-    async fn disable(&self, subscription: &Subscription, reason: &str) -> Result<(), StoreError> {
+    /// Why the endpoint must not be called now, if it must not: the subscription is disabled,
+    /// or its circuit is open (a due probe is claimed here, and then the call goes ahead).
+    async fn gate(
+        &self,
+        subscription: &Subscription,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Outcome>, StoreError> {
+        if !subscription.enabled {
+            return Ok(Some(Outcome::Disabled));
+        }
+        let policy = &self.config.health;
+        let health = match subscription.health.gate(now) {
+            Gate::Deliver => return Ok(None),
+            Gate::Park(until) => return Ok(Some(Outcome::CircuitOpen { until })),
+            Gate::Probe => {
+                let lock = self.health_locks.of(&subscription.id);
+                let _one_at_a_time = lock.lock().await;
+                match self
+                    .backend
+                    .subscriptions
+                    .claim_probe(&subscription.id, now, policy)
+                    .await?
+                {
+                    Some(claim) if claim.claimed => {
+                        tracing::info!(subscription_id = %subscription.id, "circuit half-open; probing");
+                        return Ok(None);
+                    }
+                    Some(claim) => claim.health,
+                    // Deleted meanwhile: nothing is sent to it.
+                    None => return Ok(Some(Outcome::Disabled)),
+                }
+            }
+        };
+        Ok(match health.gate(now) {
+            Gate::Deliver => None,
+            Gate::Park(until) => Some(Outcome::CircuitOpen { until }),
+            // Someone else's claim is not visible yet: look again after one backoff.
+            Gate::Probe => Some(Outcome::CircuitOpen {
+                until: now + chrono::Duration::from_std(policy.probe_backoff).unwrap_or_default(),
+            }),
+        })
+    }
+
+    async fn post(
+        &self,
+        event: &Event,
+        subscription: &Subscription,
+        at: DateTime<Utc>,
+    ) -> DeliveryResponse {
+        match signed_headers(event, subscription, at.timestamp()) {
+            Ok(headers) => {
+                self.client
+                    .post(&subscription.url, headers, event.body.clone())
+                    .await
+            }
+            Err(_) => DeliveryResponse {
+                status: None,
+                error: Some(DeliveryError::Signing),
+                retry_after: None,
+                excerpt: None,
+                duration: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Health is bookkeeping: a store failure here is logged, not allowed to fail a delivery
+    /// that is already logged and scheduled.
+    async fn record_health(
+        &self,
+        event: &Event,
+        subscription: &Subscription,
+        outcome: HealthOutcome,
+        at: DateTime<Utc>,
+    ) {
+        let lock = self.health_locks.of(&subscription.id);
+        let _one_at_a_time = lock.lock().await;
+        let recorded = self
+            .backend
+            .subscriptions
+            .record_outcome(&subscription.id, outcome, at, &self.config.health)
+            .await;
+        match recorded {
+            Ok(Some(change)) => {
+                if let Some(circuit) = change.circuit {
+                    tracing::warn!(
+                        event_id = %event.id,
+                        subscription_id = %subscription.id,
+                        circuit = ?circuit,
+                        "circuit changed"
+                    );
+                }
+                if let Some(reason) = change.disabled {
+                    tracing::warn!(
+                        event_id = %event.id,
+                        subscription_id = %subscription.id,
+                        reason = reason.code(),
+                        "subscription disabled"
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                event_id = %event.id,
+                subscription_id = %subscription.id,
+                error = %e,
+                "could not record the endpoint's health"
+            ),
+        }
+    }
+
+    async fn disable(
+        &self,
+        subscription: &Subscription,
+        reason: DisabledReason,
+    ) -> Result<(), StoreError> {
         // Only the three fields change, so a concurrent admin change is not overwritten (and
         // the dispatcher needs no right to replace whole subscriptions).
         let disabled = self
@@ -301,14 +449,18 @@ impl Dispatcher {
             .disable_subscription(&subscription.id, reason, Utc::now())
             .await?;
         if disabled {
-            tracing::warn!(subscription_id = %subscription.id, reason, "subscription disabled");
+            tracing::warn!(
+                subscription_id = %subscription.id,
+                reason = reason.code(),
+                "subscription disabled"
+            );
         }
         Ok(())
     }
 }
 
-/// The enabled subscriptions that want `event`.
-pub async fn matching_subscriptions(
+/// Every subscription whose filters select `event`, enabled or not.
+pub async fn wanting_subscriptions(
     backend: &Backend,
     event: &Event,
 ) -> Result<Vec<Subscription>, StoreError> {
@@ -317,8 +469,18 @@ pub async fn matching_subscriptions(
         .list_subscriptions()
         .await?
         .into_iter()
-        .filter(|s| s.matches(&event.source_id, &event.event_type))
+        .filter(|s| s.wants(&event.source_id, &event.event_type))
         .collect())
+}
+
+/// The enabled subscriptions that want `event`.
+pub async fn matching_subscriptions(
+    backend: &Backend,
+    event: &Event,
+) -> Result<Vec<Subscription>, StoreError> {
+    let mut wanting = wanting_subscriptions(backend, event).await?;
+    wanting.retain(|s| s.enabled);
+    Ok(wanting)
 }
 
 enum Plan {
@@ -327,32 +489,6 @@ enum Plan {
     /// The attempt was made and recorded by an earlier run that stopped before scheduling the
     /// retry: schedule it now.
     Resend(Task, Duration),
-}
-
-/// An attempt and the series it belongs to (the original delivery, or a replay).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Series {
-    attempt: u32,
-    start: u32,
-}
-
-impl Series {
-    fn new(attempt: u32, start: u32) -> Self {
-        Self { attempt, start }
-    }
-
-    /// 1-based position in the retry schedule.
-    fn position(self) -> u32 {
-        self.attempt - self.start + 1
-    }
-
-    fn next(self) -> Self {
-        Self::new(self.attempt + 1, self.start)
-    }
-
-    fn is_replay(self) -> bool {
-        self.start > 1
-    }
 }
 
 /// Decides whether an attempt of a pair should be delivered, given the pair's latest recorded
@@ -408,7 +544,7 @@ fn deliver_task(event_id: &str, subscription_id: &str, series: Series) -> Task {
         subscription_id: subscription_id.to_string(),
         attempt: series.attempt,
         not_before: None,
-        series_start: (series.start > 1).then_some(series.start),
+        series_start: series.task_start(),
     }
 }
 
@@ -496,15 +632,6 @@ mod tests {
         // A replay's own retry after a success within it is not sent.
         let replay_ok = attempt(3, DeliveryState::Succeeded);
         assert_eq!(decide(Some(&replay_ok), 4, 3, false), "skip");
-    }
-
-    #[test]
-    fn schedule_positions_restart_with_each_series() {
-        assert_eq!(Series::new(1, 1).position(), 1);
-        assert_eq!(Series::new(3, 1).position(), 3);
-        assert_eq!(Series::new(9, 9).position(), 1);
-        assert_eq!(Series::new(10, 9).position(), 2);
-        assert_eq!(Series::new(9, 9).next(), Series::new(10, 9));
     }
 
     #[test]

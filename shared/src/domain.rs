@@ -1,42 +1,15 @@
 //! Domain records shared by every adapter: sources, events, subscriptions, attempts and tasks.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::decision::{DisabledReason, Health};
 use crate::dedup::DedupConfig;
+pub use crate::secret::Secret;
 use crate::verify::VerifyConfig;
-
-/// A secret value (signing key, token, password). Serialises as itself (stores need it) but never
-/// shows up in `Debug` output, so it cannot leak through `tracing` fields or panics.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self::new(value)
-    }
-}
 
 /// Prefixed, sortable, unique identifiers (`evt_01H…`, `sub_01H…`).
 pub fn new_id(prefix: &str) -> String {
@@ -141,8 +114,8 @@ pub struct Subscription {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub enabled: bool,
-    /// Why the subscription was disabled by Hookhub itself (e.g. the endpoint answered 410).
-    pub disabled_reason: Option<String>,
+    /// Why the subscription is disabled: by an operator, or by Hookhub (410, failing too long).
+    pub disabled_reason: Option<DisabledReason>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// A jq program run on each matching event; delivered only when its first output is truthy
@@ -155,13 +128,22 @@ pub struct Subscription {
     /// Static headers added to every delivery (lowercase names; `hookhub::custom_headers`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Failure streak and circuit breaker, changed by the stores' `record_outcome` and
+    /// `claim_probe` only (records stored before it existed read as healthy).
+    #[serde(default)]
+    pub health: Health,
 }
 
 impl Subscription {
     /// Whether this subscription wants events of `event_type` from `source_id`.
     pub fn matches(&self, source_id: &str, event_type: &str) -> bool {
-        self.enabled
-            && (self.sources.is_empty() || self.sources.iter().any(|s| s == source_id))
+        self.enabled && self.wants(source_id, event_type)
+    }
+
+    /// Whether the source and type filters select the event, enabled or not (a disabled
+    /// subscription still logs the events it would have received, as `skipped`).
+    pub fn wants(&self, source_id: &str, event_type: &str) -> bool {
+        (self.sources.is_empty() || self.sources.iter().any(|s| s == source_id))
             && crate::filter::matches_any(&self.event_types, event_type)
     }
 
@@ -183,8 +165,11 @@ pub enum DeliveryState {
     Succeeded,
     /// Failed; another attempt is scheduled at `next_attempt_at`.
     Retrying,
-    /// Failed for good (retries exhausted, endpoint gone or subscription disabled). Replayable.
+    /// Failed for good (retries exhausted or endpoint gone). Replayable.
     Failed,
+    /// Not attempted: the subscription was disabled when the delivery was due. No HTTP call,
+    /// no retry; replayable once the subscription is enabled again.
+    Skipped,
 }
 
 /// One HTTP delivery attempt to one subscriber.
@@ -199,7 +184,7 @@ pub struct Attempt {
     pub duration_ms: u64,
     /// HTTP status when the subscriber answered.
     pub status_code: Option<u16>,
-    /// Error code when it did not: `timeout`, `connect`, `dns`, `blocked`, `tls`, `request`.
+    /// Error code when it did not: a [`DeliveryError`](crate::decision::DeliveryError) code.
     pub error: Option<String>,
     /// First bytes of the response body (at most 4 KiB, lossy UTF-8).
     pub response_excerpt: Option<String>,
@@ -253,13 +238,6 @@ impl Task {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        let s = Secret::new("whsec_supersecret");
-        assert_eq!(format!("{s:?}"), "Secret(***)");
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"whsec_supersecret\"");
-    }
 
     #[test]
     fn slugs() {

@@ -2,19 +2,16 @@
 //! store the event and enqueue its dispatch task.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, Method};
 
 use crate::dedup::{dedup_key, DedupInput};
-use crate::domain::{new_id, Event, Task};
-use crate::ports::{
-    Backend, EventStore, InsertOutcome, Intake, StoreError, StoreResult, Stored, TaskQueue,
-};
+use crate::domain::{new_id, Event};
+pub use crate::intake::StoreThenEnqueue;
+use crate::ports::{Backend, StoreError};
 use crate::verify::{HandshakeResponse, InboundRequest, VerifyError};
 
 /// Receiver settings.
@@ -233,57 +230,6 @@ impl Ingestor {
     }
 }
 
-/// The [`Intake`] of adapters that keep events and the queue apart (DynamoDB and SQS): insert
-/// (deduplicated), send the task, then mark the event enqueued. A failure after the insert leaves
-/// the event unenqueued, for the provider's retry (a duplicate, enqueued then) or the sweep.
-pub struct StoreThenEnqueue {
-    events: Arc<dyn EventStore>,
-    queue: Arc<dyn TaskQueue>,
-}
-
-impl StoreThenEnqueue {
-    pub fn new(events: Arc<dyn EventStore>, queue: Arc<dyn TaskQueue>) -> Self {
-        Self { events, queue }
-    }
-}
-
-#[async_trait]
-impl Intake for StoreThenEnqueue {
-    async fn store_and_enqueue(
-        &self,
-        event: &Event,
-        dedup_window: Duration,
-    ) -> StoreResult<Stored> {
-        let (event_id, duplicate) = match self.events.insert_event(event, dedup_window).await? {
-            InsertOutcome::Inserted => (event.id.clone(), false),
-            InsertOutcome::Duplicate(original) if original.enqueued => {
-                return Ok(Stored {
-                    event_id: original.id,
-                    duplicate: true,
-                })
-            }
-            InsertOutcome::Duplicate(original) => (original.id, true),
-        };
-        enqueue_dispatch(&*self.events, &*self.queue, &event_id).await?;
-        Ok(Stored {
-            event_id,
-            duplicate,
-        })
-    }
-}
-
-async fn enqueue_dispatch(
-    events: &dyn EventStore,
-    queue: &dyn TaskQueue,
-    event_id: &str,
-) -> Result<(), StoreError> {
-    let task = Task::Dispatch {
-        event_id: event_id.to_string(),
-    };
-    queue.send(&task, Duration::ZERO).await?;
-    events.mark_enqueued(event_id).await
-}
-
 /// Enqueues events that were stored but never confirmed enqueued (process crash between the two
 /// steps) and are older than `grace`, so in-flight requests are left alone. Returns how many.
 pub async fn sweep_unenqueued(backend: &Backend, grace: Duration) -> Result<usize, StoreError> {
@@ -291,7 +237,7 @@ pub async fn sweep_unenqueued(backend: &Backend, grace: Duration) -> Result<usiz
     let stragglers = backend.events.list_unenqueued(cutoff, 100).await?;
     for event in &stragglers {
         tracing::warn!(event_id = %event.id, "enqueueing an event left unenqueued");
-        enqueue_dispatch(&*backend.events, &*backend.queue, &event.id).await?;
+        crate::intake::enqueue_dispatch(&*backend.events, &*backend.queue, &event.id).await?;
     }
     Ok(stragglers.len())
 }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod custom_headers;
+pub mod decision;
 pub mod dedup;
 pub mod delivery;
 pub mod dispatch;
@@ -14,12 +15,14 @@ pub mod domain;
 pub mod filter;
 pub mod http;
 pub mod ingest;
+pub mod intake;
 pub mod jq;
 pub mod local;
 pub mod netguard;
 pub mod ports;
 pub mod private_files;
 pub mod retry;
+pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod signing;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::decision::health::ProbeClaim;
+use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 
 /// Failures of a store or queue. `Unavailable` is transient (the caller retries or answers 503);
@@ -56,9 +58,28 @@ pub trait SubscriptionStore: Send + Sync {
     async fn disable_subscription(
         &self,
         id: &str,
-        reason: &str,
+        reason: DisabledReason,
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Applies an attempt's outcome to the subscription's `health` atomically (concurrent
+    /// outcomes and probe claims all count; [`Health::after`](crate::decision::Health::after) decides), disabling it with reason
+    /// `failing` when the decision says so. Only `health` (and, when disabling, `enabled`,
+    /// `disabled_reason`, `updated_at`) change. `None` when the subscription does not exist.
+    async fn record_outcome(
+        &self,
+        id: &str,
+        outcome: HealthOutcome,
+        at: DateTime<Utc>,
+        policy: &HealthPolicy,
+    ) -> StoreResult<Option<HealthChange>>;
+    /// Claims the open circuit's probe atomically ([`Health::claim_probe`](crate::decision::Health::claim_probe)): of concurrent
+    /// callers at most one gets `claimed`. `None` when the subscription does not exist.
+    async fn claim_probe(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        policy: &HealthPolicy,
+    ) -> StoreResult<Option<ProbeClaim>>;
 }
 
 /// Result of a conditional event insert.
@@ -148,7 +169,7 @@ pub trait TaskQueue: Send + Sync {
 }
 
 /// What the receiver needs of storage: a verified event stored (deduplicated) with its dispatch
-/// task on the queue. [`StoreThenEnqueue`](crate::ingest::StoreThenEnqueue) composes it from
+/// task on the queue. [`StoreThenEnqueue`](crate::intake::StoreThenEnqueue) composes it from
 /// [`EventStore`] and [`TaskQueue`] in three steps, the unconfirmed ones covered by the
 /// unenqueued sweep; an adapter holding both in one database (SQLite) does it in one transaction.
 #[async_trait]
@@ -181,42 +202,6 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend from one adapter per port; the intake is composed from `events` and `queue`.
-    pub fn from_parts(
-        sources: Arc<dyn SourceStore>,
-        subscriptions: Arc<dyn SubscriptionStore>,
-        events: Arc<dyn EventStore>,
-        attempts: Arc<dyn AttemptLog>,
-        queue: Arc<dyn TaskQueue>,
-    ) -> Self {
-        let intake = Arc::new(crate::ingest::StoreThenEnqueue::new(
-            events.clone(),
-            queue.clone(),
-        ));
-        Self {
-            sources,
-            subscriptions,
-            events,
-            attempts,
-            queue,
-            intake,
-        }
-    }
-
-    /// One adapter value implementing every port (the SQLite database, for example).
-    pub fn from_single<T>(adapter: Arc<T>) -> Self
-    where
-        T: SourceStore + SubscriptionStore + EventStore + AttemptLog + TaskQueue + 'static,
-    {
-        Self::from_parts(
-            adapter.clone(),
-            adapter.clone(),
-            adapter.clone(),
-            adapter.clone(),
-            adapter,
-        )
-    }
-
     /// Replaces the composed intake with an adapter's own (an atomic one).
     pub fn with_intake(mut self, intake: Arc<dyn Intake>) -> Self {
         self.intake = intake;

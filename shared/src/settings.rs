@@ -8,6 +8,10 @@
 //! | `HOOKHUB_DEDUP_WINDOW` | [`ReceiverConfig::dedup_window`] (humantime: `24h`, `90m`) | `24h` |
 //! | `HOOKHUB_PUBLIC_URL` | [`ReceiverConfig::public_url`] (`http(s)://…`) | none |
 //! | `HOOKHUB_RETRY_SCHEDULE` | [`DispatcherConfig::retry`] (`5s,5m,30m`) | `5s,5m,30m,2h,5h,10h,10h` |
+//! | `HOOKHUB_DISABLE_AFTER` | [`HealthPolicy::disable_after`] (humantime; `0` = never) | `5d` |
+//! | `HOOKHUB_BREAKER_THRESHOLD` | [`HealthPolicy::breaker_threshold`] (`0` = no breaker) | 10 |
+//! | `HOOKHUB_BREAKER_BACKOFF` | [`HealthPolicy::probe_backoff`] (humantime) | `30s` |
+//! | `HOOKHUB_BREAKER_MAX_BACKOFF` | [`HealthPolicy::max_probe_backoff`] (humantime) | `10m` |
 //! | `HOOKHUB_FAN_OUT_CONCURRENCY` | [`DispatcherConfig::fan_out_concurrency`] (1–1024) | 16 |
 //! | `HOOKHUB_ALLOW_PRIVATE_TARGETS` | [`DeliveryOptions::allow_private_targets`] (`true`/`false`; the admin API's URL check follows it too) | `false` |
 //! | `HOOKHUB_ADMIN_KEY_SHA256` | [`AdminKey`]: hex SHA-256 of the admin key (deployments) | — |
@@ -18,6 +22,7 @@
 
 use std::fmt;
 
+use crate::decision::HealthPolicy;
 use crate::delivery::DeliveryOptions;
 use crate::dispatch::DispatcherConfig;
 use crate::domain::Secret;
@@ -126,8 +131,54 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         };
         Ok(DispatcherConfig {
             retry,
+            health: self.health_policy()?,
             fan_out_concurrency,
         })
+    }
+
+    /// `HOOKHUB_DISABLE_AFTER`, `HOOKHUB_BREAKER_THRESHOLD`, `HOOKHUB_BREAKER_BACKOFF`,
+    /// `HOOKHUB_BREAKER_MAX_BACKOFF`.
+    pub fn health_policy(&self) -> Result<HealthPolicy, SettingsError> {
+        let defaults = HealthPolicy::default();
+        let disable_after = match self.get("HOOKHUB_DISABLE_AFTER") {
+            None => defaults.disable_after,
+            Some(v) => HealthPolicy::parse_disable_after(&v)
+                .map_err(|e| invalid("HOOKHUB_DISABLE_AFTER", e))?,
+        };
+        let breaker_threshold = match self.get("HOOKHUB_BREAKER_THRESHOLD") {
+            None => defaults.breaker_threshold,
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                invalid(
+                    "HOOKHUB_BREAKER_THRESHOLD",
+                    format!("expected a number of failures (0 = no breaker), got {v:?}"),
+                )
+            })?,
+        };
+        Ok(HealthPolicy {
+            breaker_threshold,
+            probe_backoff: self.duration("HOOKHUB_BREAKER_BACKOFF", defaults.probe_backoff)?,
+            max_probe_backoff: self
+                .duration("HOOKHUB_BREAKER_MAX_BACKOFF", defaults.max_probe_backoff)?,
+            disable_after,
+        })
+    }
+
+    /// A positive humantime duration, or `default` when unset.
+    fn duration(
+        &self,
+        var: &'static str,
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration, SettingsError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => match humantime::parse_duration(&v) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                _ => Err(invalid(
+                    var,
+                    format!("expected a duration such as 30s or 10m, got {v:?}"),
+                )),
+            },
+        }
     }
 
     /// `HOOKHUB_ALLOW_PRIVATE_TARGETS` (default false: the SSRF guard stays on).
@@ -334,8 +385,38 @@ mod tests {
     }
 
     #[test]
+    fn health_policy_is_read() {
+        assert_eq!(env(&[]).health_policy().unwrap(), HealthPolicy::default());
+        let e = env(&[
+            ("HOOKHUB_DISABLE_AFTER", "0"),
+            ("HOOKHUB_BREAKER_THRESHOLD", "3"),
+            ("HOOKHUB_BREAKER_BACKOFF", "200ms"),
+            ("HOOKHUB_BREAKER_MAX_BACKOFF", "2s"),
+        ]);
+        let p = e.dispatcher_config().unwrap().health;
+        assert_eq!(
+            p,
+            HealthPolicy {
+                breaker_threshold: 3,
+                probe_backoff: std::time::Duration::from_millis(200),
+                max_probe_backoff: std::time::Duration::from_secs(2),
+                disable_after: None,
+            }
+        );
+        let e = env(&[("HOOKHUB_DISABLE_AFTER", "36h")]);
+        assert_eq!(
+            e.health_policy().unwrap().disable_after,
+            Some(std::time::Duration::from_secs(36 * 3600))
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
-        let cases: [(&str, &str); 14] = [
+        let cases: [(&str, &str); 18] = [
+            ("HOOKHUB_DISABLE_AFTER", "a week"),
+            ("HOOKHUB_BREAKER_THRESHOLD", "-1"),
+            ("HOOKHUB_BREAKER_BACKOFF", "0s"),
+            ("HOOKHUB_BREAKER_MAX_BACKOFF", "later"),
             ("HOOKHUB_MAX_BODY_BYTES", "0"),
             ("HOOKHUB_MAX_BODY_BYTES", "256k"),
             ("HOOKHUB_MAX_HEADER_BYTES", "0"),
@@ -358,9 +439,12 @@ mod tests {
                 | "HOOKHUB_MAX_HEADER_BYTES"
                 | "HOOKHUB_DEDUP_WINDOW"
                 | "HOOKHUB_PUBLIC_URL" => e.receiver_config().map(drop).unwrap_err(),
-                "HOOKHUB_RETRY_SCHEDULE" | "HOOKHUB_FAN_OUT_CONCURRENCY" => {
-                    e.dispatcher_config().map(drop).unwrap_err()
-                }
+                "HOOKHUB_RETRY_SCHEDULE"
+                | "HOOKHUB_FAN_OUT_CONCURRENCY"
+                | "HOOKHUB_DISABLE_AFTER"
+                | "HOOKHUB_BREAKER_THRESHOLD"
+                | "HOOKHUB_BREAKER_BACKOFF"
+                | "HOOKHUB_BREAKER_MAX_BACKOFF" => e.dispatcher_config().map(drop).unwrap_err(),
                 "HOOKHUB_ALLOW_PRIVATE_TARGETS" => e.delivery_options().map(drop).unwrap_err(),
                 "HOOKHUB_CREATE_RESOURCES" => e.create_resources().map(drop).unwrap_err(),
                 _ => e.admin_key().map(drop).unwrap_err(),

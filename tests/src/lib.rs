@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use hookhub::decision::HealthPolicy;
 use hookhub::delivery::DeliveryOptions;
 use hookhub::dispatch::DispatcherConfig;
 use hookhub::ingest::ReceiverConfig;
@@ -73,6 +74,8 @@ struct SinkState {
     /// Statuses to answer, in order; 200 once empty.
     script: VecDeque<(u16, Vec<(String, String)>)>,
     delay: Duration,
+    /// Answer 503 to everything (an outage), whatever the script says.
+    down: bool,
 }
 
 /// A subscriber endpoint: a real HTTP server recording every request.
@@ -92,7 +95,12 @@ impl Sink {
                 let (delay, answer) = {
                     let mut s = shared.lock().unwrap();
                     s.received.push(Received { headers, body });
-                    (s.delay, s.script.pop_front())
+                    let answer = if s.down {
+                        Some((503, Vec::new()))
+                    } else {
+                        s.script.pop_front()
+                    };
+                    (s.delay, answer)
                 };
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -134,6 +142,11 @@ impl Sink {
             .unwrap()
             .script
             .push_back((status, headers));
+    }
+
+    /// An outage: every request gets 503 until `set_down(false)` (requests are still recorded).
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -216,6 +229,8 @@ pub struct DevOptions {
     pub allow_private_targets: bool,
     /// HTTP timeouts and connection limit.
     pub server: ServerOptions,
+    /// Circuit breaker and auto-disable (the product's defaults unless a test compresses them).
+    pub health: HealthPolicy,
 }
 
 impl Default for DevOptions {
@@ -228,6 +243,7 @@ impl Default for DevOptions {
             sweep_grace: Duration::from_secs(1),
             allow_private_targets: true,
             server: ServerOptions::default(),
+            health: HealthPolicy::default(),
         }
     }
 }
@@ -282,6 +298,7 @@ impl DevServer {
                     ..ReceiverConfig::default()
                 },
                 dispatcher: DispatcherConfig {
+                    health: options.health,
                     retry,
                     ..DispatcherConfig::default()
                 },

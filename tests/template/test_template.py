@@ -65,8 +65,9 @@ def unconditional(*actions: str) -> dict[str, None]:
 
 # mark_enqueued: SET enqueued REMOVE pending, on key id, if attribute_exists(source_id).
 MARK_ENQUEUED = updating_only("id", "enqueued", "pending", "source_id")
-# disable_subscription: SET enabled, disabled_reason, updated_at, on key id, if attribute_exists(id).
-DISABLE_SUBSCRIPTION = updating_only("id", "enabled", "disabled_reason", "updated_at")
+# disable_subscription: SET enabled, disabled_reason, updated_at, on key id, if attribute_exists(id);
+# record_outcome / claim_probe: SET health and those three, if updated_at and health are as read.
+DISABLE_SUBSCRIPTION = updating_only("id", "enabled", "disabled_reason", "updated_at", "health")
 
 # The grants each function needs, from its code paths (shared/src/aws/*.rs): for each resource,
 # each action with the condition of the statement granting it (None: none). A resource is a
@@ -92,7 +93,7 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
             "dynamodb:UpdateItem": MARK_ENQUEUED,
         },
         "EventsTable/index/unenqueued": unconditional("dynamodb:Query"),
-        # list_subscriptions, get_subscription, disable_subscription (410 Gone)
+        # list_subscriptions, get_subscription, disable_subscription (410 Gone), health updates
         "SubscriptionsTable": {
             **unconditional("dynamodb:Scan", "dynamodb:GetItem"),
             "dynamodb:UpdateItem": DISABLE_SUBSCRIPTION,
@@ -268,7 +269,7 @@ def rust_update_items() -> dict[str, set[str]]:
             table = TABLE_FIELDS[re.search(r"\.table_name\(&?([\w.]+)\)", call).group(1)]
             names = set(re.findall(r'set_key\(Some\(key\("(\w+)"', call))
             for kind in ("update_expression", "condition_expression"):
-                for expression in re.findall(kind + r'\((?:format!\()?"([^"]*)"', call):
+                for expression in re.findall(kind + r'\(\s*(?:format!\()?"([^"]*)"', call):
                     expression = re.sub(r"\{(\w+)\}", lambda m: constants[m.group(1)], expression)
                     # Attribute names: words that are not :values, keywords or functions.
                     words = re.findall(r"(?<![:#\w])([A-Za-z_]\w*)\b(?!\s*\()", expression)
@@ -373,7 +374,7 @@ class TemplateTest(unittest.TestCase):
             in_code,
             {
                 "EventsTable": {"id", "enqueued", "pending", "source_id"},
-                "SubscriptionsTable": {"id", "enabled", "disabled_reason", "updated_at"},
+                "SubscriptionsTable": {"id", "enabled", "disabled_reason", "updated_at", "health"},
             },
         )
         for function in self.functions():

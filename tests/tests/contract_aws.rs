@@ -501,7 +501,7 @@ mod aws_specific {
         let sub = sample_subscription();
         store.create_subscription(&sub).await.unwrap();
         let at = sub.updated_at + TimeDelta::nanoseconds(1_500_000_007);
-        let reason = "the endpoint answered 410 Gone";
+        let reason = hookhub::decision::DisabledReason::Gone;
         assert!(store
             .disable_subscription(&sub.id, reason, at)
             .await
@@ -510,12 +510,12 @@ mod aws_specific {
         assert_eq!(disabled.get("enabled"), Some(&AttributeValue::Bool(false)));
         assert_eq!(
             disabled.get("disabled_reason"),
-            Some(&AttributeValue::S(reason.to_owned()))
+            Some(&AttributeValue::S("gone".to_owned()))
         );
 
         let expected = Subscription {
             enabled: false,
-            disabled_reason: Some(reason.to_owned()),
+            disabled_reason: Some(reason),
             updated_at: at,
             ..sub
         };

@@ -8,6 +8,7 @@ use chrono::{TimeDelta, Utc};
 use hookhub::admin::{Admin, CreateSource};
 use hookhub::aws::aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use hookhub::aws::{Aws, AwsSettings};
+use hookhub::decision::DisabledReason;
 use hookhub::delivery::DeliveryOptions;
 use hookhub::dispatch::DispatcherConfig;
 use hookhub::domain::{DeliveryState, Event, Secret, Subscription, Task};
@@ -75,6 +76,7 @@ fn subscription(id: &str, url: &str, secret: Secret) -> Subscription {
         filter: None,
         transform: None,
         headers: Default::default(),
+        health: Default::default(),
     }
 }
 
@@ -209,13 +211,18 @@ async fn gone_subscriber_is_disabled_in_place() {
         .unwrap()
         .expect("still there");
     assert!(!after.enabled);
-    assert!(after.disabled_reason.as_deref().unwrap().contains("410"));
+    assert_eq!(after.disabled_reason, Some(DisabledReason::Gone));
+    assert!(
+        after.health.consecutive_failures >= 1,
+        "the 410 counts as a failure"
+    );
     assert!(after.updated_at > before.updated_at);
     assert_eq!(
         Subscription {
             enabled: true,
             disabled_reason: None,
             updated_at: before.updated_at,
+            health: Default::default(),
             ..after
         },
         before,

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, validate_secret, Admin, AdminResult};
+use crate::decision::{Circuit, DisabledReason, Health};
 use crate::domain::{Secret, Subscription};
 use crate::signing;
 
@@ -25,7 +26,11 @@ pub struct SubscriptionView {
     pub event_types: Vec<String>,
     pub label: Option<String>,
     pub enabled: bool,
-    pub disabled_reason: Option<String>,
+    /// `enabled` or `disabled`.
+    pub status: &'static str,
+    /// `manual`, `gone` (410) or `failing` (failed continuously for `disable_after`).
+    pub disabled_reason: Option<DisabledReason>,
+    pub health: HealthView,
     /// Until when deliveries are also signed with the secret before the last rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
@@ -47,13 +52,41 @@ impl From<&Subscription> for SubscriptionView {
             event_types: s.event_types.clone(),
             label: s.label.clone(),
             enabled: s.enabled,
-            disabled_reason: s.disabled_reason.clone(),
+            status: if s.enabled { "enabled" } else { "disabled" },
+            disabled_reason: s.disabled_reason,
+            health: HealthView::from(&s.health),
             previous_secret_expires_at: active_grace(s, Utc::now()),
             created_at: s.created_at,
             updated_at: s.updated_at,
             filter: s.filter.clone(),
             transform: s.transform.clone(),
             headers: crate::custom_headers::redacted(&s.headers),
+        }
+    }
+}
+
+/// A subscription's delivery health as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthView {
+    pub consecutive_failures: u32,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: Circuit,
+    /// While the circuit is not closed: when the next probe may go.
+    pub next_probe_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Health> for HealthView {
+    fn from(h: &Health) -> Self {
+        Self {
+            consecutive_failures: h.consecutive_failures,
+            failing_since: h.failing_since,
+            last_success_at: h.last_success_at,
+            last_failure_at: h.last_failure_at,
+            circuit: h.circuit,
+            next_probe_at: h.probe_at.filter(|_| h.circuit != Circuit::Closed),
         }
     }
 }
@@ -180,6 +213,7 @@ mod tests {
             filter: None,
             transform: None,
             headers: Default::default(),
+            health: Health::default(),
         }
     }
 

@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{sdk_error, AwsSettings};
+use crate::decision::health::ProbeClaim;
+use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Source, Subscription};
 use crate::ports::{AttemptLog, SourceStore, StoreError, StoreResult, SubscriptionStore};
 
@@ -46,6 +48,7 @@ pub(crate) mod names {
 use names::*;
 
 mod events;
+mod health;
 
 /// The DynamoDB implementation of the store ports. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -292,7 +295,7 @@ impl SubscriptionStore for DynamoStore {
     async fn disable_subscription(
         &self,
         id: &str,
-        reason: &str,
+        reason: DisabledReason,
         at: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let result = self
@@ -318,6 +321,27 @@ impl SubscriptionStore for DynamoStore {
             }
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
+    }
+
+    async fn record_outcome(
+        &self,
+        id: &str,
+        outcome: HealthOutcome,
+        at: DateTime<Utc>,
+        policy: &HealthPolicy,
+    ) -> StoreResult<Option<HealthChange>> {
+        self.change_health(id, |sub| sub.apply_outcome(outcome, at, policy))
+            .await
+    }
+
+    async fn claim_probe(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        policy: &HealthPolicy,
+    ) -> StoreResult<Option<ProbeClaim>> {
+        self.change_health(id, |sub| sub.apply_probe_claim(now, policy))
+            .await
     }
 }
 

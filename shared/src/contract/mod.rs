@@ -9,6 +9,7 @@
 //! calls that may return fewer messages than are visible (or long-poll), and waits of several
 //! seconds through polling loops rather than tight timing asserts.
 
+mod health;
 mod intake;
 mod partial;
 mod queue;
@@ -23,6 +24,7 @@ use crate::domain::{new_id, Attempt, DeliveryState, Event, Secret, Source, Subsc
 use crate::ports::Backend;
 use crate::verify::VerifyConfig;
 
+pub use health::*;
 pub use intake::*;
 pub use partial::*;
 pub use queue::*;
@@ -44,6 +46,8 @@ macro_rules! contract_tests {
             sources_crud,
             subscriptions_crud,
             subscription_disable_in_place,
+            health_outcomes_are_atomic,
+            failing_past_disable_after_disables,
             event_insert_and_get_byte_exact,
             event_duplicate_id_is_conflict,
             event_dedup_within_window,
@@ -123,6 +127,7 @@ pub fn sample_subscription() -> Subscription {
         filter: None,
         transform: None,
         headers: Default::default(),
+        health: Default::default(),
     }
 }
 

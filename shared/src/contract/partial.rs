@@ -7,6 +7,7 @@ use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
 
 use super::{sample_event, sample_subscription};
+use crate::decision::DisabledReason;
 use crate::domain::{EventSummary, Subscription};
 use crate::ports::{Backend, EventQuery};
 
@@ -62,14 +63,14 @@ pub async fn subscription_disable_in_place(b: &Backend) {
 
     // Nanoseconds on purpose: the timestamp must round-trip exactly.
     let at = sub.updated_at + TimeDelta::nanoseconds(61_000_000_123);
-    let reason = "the endpoint answered 410 Gone";
+    let reason = DisabledReason::Gone;
     assert!(
         s.disable_subscription(&sub.id, reason, at).await.unwrap(),
         "disabling an existing subscription is true"
     );
     let expected = Subscription {
         enabled: false,
-        disabled_reason: Some(reason.to_owned()),
+        disabled_reason: Some(reason),
         updated_at: at,
         ..sub.clone()
     };
@@ -86,7 +87,7 @@ pub async fn subscription_disable_in_place(b: &Backend) {
 
     let later = at + TimeDelta::seconds(1);
     assert!(s
-        .disable_subscription(&sub.id, "again", later)
+        .disable_subscription(&sub.id, DisabledReason::Failing, later)
         .await
         .unwrap());
     assert_eq!(
@@ -94,7 +95,7 @@ pub async fn subscription_disable_in_place(b: &Backend) {
             .await
             .unwrap()
             .and_then(|x| x.disabled_reason),
-        Some("again".to_owned()),
+        Some(DisabledReason::Failing),
         "disabling a disabled subscription records the new reason"
     );
 

@@ -151,7 +151,7 @@ pub async fn subscriptions_crud(b: &Backend) {
     updated.event_types = vec!["order.*".to_owned()];
     updated.label = None;
     updated.enabled = false;
-    updated.disabled_reason = Some("endpoint answered 410".to_owned());
+    updated.disabled_reason = Some(crate::decision::DisabledReason::Gone);
     updated.secret = Secret::new("whsec_rotated");
     // Delivery programs and headers are stored as given (no migration: absent means none).
     updated.filter = Some(".body.amount >= 100".to_owned());

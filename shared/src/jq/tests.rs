@@ -177,6 +177,7 @@ async fn prepare_filters_transforms_and_fails() {
         filter: None,
         transform: None,
         headers: BTreeMap::new(),
+        health: Default::default(),
     };
     let e = event("application/json", r#"{"amount": 12}"#);
     assert!(matches!(

@@ -15,6 +15,8 @@ use super::{
     db_err, exec, from_json, insert_err, page_limit, parse_ts, to_json, ts, window_start,
     SqliteBackend,
 };
+use crate::decision::health::ProbeClaim;
+use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use crate::ports::{
     AttemptLog, EventQuery, EventStore, InsertOutcome, Intake, SourceStore, StoreError,
@@ -160,30 +162,68 @@ impl SubscriptionStore for SqliteBackend {
     async fn disable_subscription(
         &self,
         id: &str,
-        reason: &str,
+        reason: DisabledReason,
         at: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let (id, reason) = (id.to_owned(), reason.to_owned());
-        // Read, change and write back inside one write: the writer is the only one, so no
-        // concurrent update can slip in between.
+        let changed = self
+            .change_subscription(id, move |sub| {
+                sub.enabled = false;
+                sub.disabled_reason = Some(reason);
+                sub.updated_at = at;
+            })
+            .await?;
+        Ok(changed.is_some())
+    }
+
+    async fn record_outcome(
+        &self,
+        id: &str,
+        outcome: HealthOutcome,
+        at: DateTime<Utc>,
+        policy: &HealthPolicy,
+    ) -> StoreResult<Option<HealthChange>> {
+        let policy = policy.clone();
+        self.change_subscription(id, move |sub| sub.apply_outcome(outcome, at, &policy))
+            .await
+    }
+
+    async fn claim_probe(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        policy: &HealthPolicy,
+    ) -> StoreResult<Option<ProbeClaim>> {
+        let policy = policy.clone();
+        self.change_subscription(id, move |sub| sub.apply_probe_claim(now, &policy))
+            .await
+    }
+}
+
+impl SqliteBackend {
+    /// Reads, changes and writes back one subscription inside one write: the writer is the only
+    /// one, so no concurrent change can slip in between. `None` when there is none.
+    async fn change_subscription<R: Send + 'static>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Subscription) -> R + Send + 'static,
+    ) -> StoreResult<Option<R>> {
+        let id = id.to_owned();
         self.write(move |c| {
             let data: Option<String> = c
                 .prepare_cached("SELECT data FROM subscriptions WHERE id = ?1")
                 .and_then(|mut stmt| stmt.query_row([&id], |r| r.get(0)))
                 .optional()
                 .map_err(db_err)?;
-            let Some(data) = data else { return Ok(false) };
+            let Some(data) = data else { return Ok(None) };
             let mut sub: Subscription = from_json(&data, &format!("subscription {id}"))?;
-            sub.enabled = false;
-            sub.disabled_reason = Some(reason);
-            sub.updated_at = at;
+            let result = change(&mut sub);
             exec(
                 c,
                 "UPDATE subscriptions SET data = ?2 WHERE id = ?1",
                 params![id, to_json(&sub)?],
             )
             .map_err(db_err)?;
-            Ok(true)
+            Ok(Some(result))
         })
         .await
     }

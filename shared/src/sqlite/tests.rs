@@ -8,7 +8,9 @@ use rusqlite::params;
 
 use super::*;
 use crate::domain::{new_id, Event, Source, Task};
-use crate::ports::{EventQuery, EventStore, InsertOutcome, SourceStore, TaskQueue};
+use crate::ports::{
+    EventQuery, EventStore, InsertOutcome, SourceStore, SubscriptionStore, TaskQueue,
+};
 use crate::verify::VerifyConfig;
 
 fn source(id: &str) -> Source {
@@ -400,4 +402,60 @@ async fn a_failed_write_rolls_back_alone_in_its_group_commit() {
         "the failed write's own insert was rolled back"
     );
     assert!(conn.is_autocommit(), "the batch committed");
+}
+
+/// Concurrent health outcomes on SQLite all count: each is one write on the single writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_health_outcomes_all_count() {
+    use crate::decision::{Circuit, HealthOutcome, HealthPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let db = SqliteBackend::open(&dir.path().join("h.db")).unwrap();
+    let sub = crate::domain::Subscription {
+        id: new_id("sub"),
+        url: "https://example.com/hooks".to_owned(),
+        sources: Vec::new(),
+        event_types: Vec::new(),
+        label: None,
+        secret: crate::domain::Secret::new("whsec_x"),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        enabled: true,
+        disabled_reason: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        filter: None,
+        transform: None,
+        headers: Default::default(),
+        health: Default::default(),
+    };
+    db.create_subscription(&sub).await.unwrap();
+    let policy = HealthPolicy {
+        breaker_threshold: 5,
+        ..HealthPolicy::default()
+    };
+    let changes =
+        futures::future::join_all((0..40).map(|_| {
+            db.record_outcome(&sub.id, HealthOutcome::Failure, chrono::Utc::now(), &policy)
+        }))
+        .await;
+    let opened = changes
+        .into_iter()
+        .filter(|c| c.as_ref().unwrap().unwrap().circuit == Some(Circuit::Open))
+        .count();
+    assert_eq!(opened, 1);
+    let stored = db.get_subscription(&sub.id).await.unwrap().unwrap();
+    assert_eq!(stored.health.consecutive_failures, 40);
+    let claims = futures::future::join_all((0..10).map(|_| {
+        db.claim_probe(
+            &sub.id,
+            chrono::Utc::now() + chrono::TimeDelta::hours(1),
+            &policy,
+        )
+    }))
+    .await;
+    let won = claims
+        .into_iter()
+        .filter(|c| c.as_ref().unwrap().as_ref().unwrap().claimed)
+        .count();
+    assert_eq!(won, 1);
 }

@@ -9,7 +9,7 @@ use super::{
     ConfigError, EventMeta, HandshakeResponse, HmacAlgorithm, InboundRequest, Secrets,
     SignatureEncoding, VerifyConfig, VerifyError,
 };
-use crate::domain::Secret;
+use crate::secret::Secret;
 
 use super::mac::Candidates;
 pub(crate) use super::mac::{decode_base64, decode_hex, hmac, hmac_sha256, require_match};

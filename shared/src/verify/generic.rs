@@ -11,7 +11,7 @@ use super::common::{
 };
 use super::mac::hmac_fed;
 use super::{ConfigError, InboundRequest, Secrets, VerifyConfig, VerifyError};
-use crate::domain::Secret;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

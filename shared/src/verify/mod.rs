@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Secret;
+pub use crate::secret::constant_time_eq;
+use crate::secret::Secret;
 
 mod bettermode;
 mod catalog;
@@ -327,10 +328,4 @@ impl VerifyConfig {
     pub fn redacted(&self) -> VerifyConfig {
         self.with_scheme(|scheme| scheme.redacted())
     }
-}
-
-/// Constant-time equality of two byte strings (length is not secret).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::REDACTED;
 use super::ConfigError;
-use crate::domain::Secret;
+use crate::secret::Secret;
 
 /// The signing secret(s) of an HMAC scheme. Flattened into each config, so a source says either
 /// `"secret": "…"` or `"secrets": ["new…", "old…"]`; a request signed with any of them passes.

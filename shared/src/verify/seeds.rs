@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::common::{dotted, redacted_secret, str_at, Scheme};
 use super::generic::{Basic, NoAuth, Token};
 use super::{ConfigError, EventMeta, HmacConfig, InboundRequest, VerifyConfig, VerifyError};
-use crate::domain::Secret;
+use crate::secret::Secret;
 
 /// How a provider without its own signature is authenticated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
