@@ -199,7 +199,16 @@ fn error_codes_are_stable_and_unique() {
     let codes: Vec<&str> = DeliveryError::ALL.iter().map(|e| e.code()).collect();
     assert_eq!(
         codes,
-        ["timeout", "connect", "dns", "tls", "blocked", "request", "signing"]
+        [
+            "timeout",
+            "connect",
+            "dns",
+            "tls",
+            "blocked",
+            "request",
+            "signing",
+            "transform_failed"
+        ]
     );
     for e in DeliveryError::ALL {
         assert_eq!(DeliveryError::from_code(e.code()), Some(e));
