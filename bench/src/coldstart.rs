@@ -310,22 +310,13 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
     backend
         .subscriptions
         .create_subscription(&Subscription {
-            id: hookhub::domain::new_id("sub"),
-            url: sink_url,
-            sources: vec![],
-            event_types: vec![],
             label: Some("bench".into()),
-            secret: hookhub::signing::generate_secret(),
-            previous_secret: None,
-            previous_secret_expires_at: None,
-            enabled: true,
-            disabled_reason: None,
-            created_at: now,
-            updated_at: now,
-            filter: None,
-            transform: None,
-            headers: Default::default(),
-            health: Default::default(),
+            ..Subscription::new(
+                hookhub::domain::new_id("sub"),
+                sink_url,
+                hookhub::signing::generate_secret(),
+                now,
+            )
         })
         .await?;
 

@@ -465,22 +465,14 @@ fn extract(c: &mut Criterion) {
 
 fn subscription(i: usize, sources: Vec<String>, event_types: Vec<String>) -> Subscription {
     Subscription {
-        id: format!("sub_{i:08}"),
-        url: format!("https://example.com/hooks/{i}"),
         sources,
         event_types,
-        label: None,
-        secret: Secret::new(WHSEC),
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        enabled: true,
-        disabled_reason: None,
-        created_at: now(),
-        updated_at: now(),
-        filter: None,
-        transform: None,
-        headers: Default::default(),
-        health: Default::default(),
+        ..Subscription::new(
+            format!("sub_{i:08}"),
+            format!("https://example.com/hooks/{i}"),
+            Secret::new(WHSEC),
+            now(),
+        )
     }
 }
 

@@ -302,22 +302,14 @@ impl Admin {
         };
         let now = Utc::now();
         let subscription = Subscription {
-            id: new_id("sub"),
-            url: req.url,
             sources: req.sources,
             event_types: req.event_types,
             label: req.label,
-            secret,
-            previous_secret: None,
-            previous_secret_expires_at: None,
             enabled: req.enabled.unwrap_or(true),
-            disabled_reason: None,
-            created_at: now,
-            updated_at: now,
             filter: req.filter,
             transform: req.transform,
             headers,
-            health: Default::default(),
+            ..Subscription::new(new_id("sub"), req.url, secret, now)
         };
         self.backend
             .subscriptions

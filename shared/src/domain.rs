@@ -135,6 +135,34 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// An enabled subscription to `url` for every source and event type, with no filter,
+    /// transform or headers, created `now`; callers set what differs.
+    pub fn new(
+        id: impl Into<String>,
+        url: impl Into<String>,
+        secret: Secret,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            url: url.into(),
+            sources: Vec::new(),
+            event_types: Vec::new(),
+            label: None,
+            secret,
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            enabled: true,
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+            filter: None,
+            transform: None,
+            headers: BTreeMap::new(),
+            health: Health::default(),
+        }
+    }
+
     /// Whether this subscription wants events of `event_type` from `source_id`.
     pub fn matches(&self, source_id: &str, event_type: &str) -> bool {
         self.enabled && self.wants(source_id, event_type)

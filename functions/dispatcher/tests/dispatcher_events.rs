@@ -61,22 +61,8 @@ async fn context(aws: &Aws) -> DispatcherContext {
 fn subscription(id: &str, url: &str, secret: Secret) -> Subscription {
     let now = Utc::now();
     Subscription {
-        id: id.to_owned(),
-        url: url.to_owned(),
-        sources: Vec::new(),
-        event_types: Vec::new(),
         label: Some("lambda-test".to_owned()),
-        secret,
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        enabled: true,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
-        filter: None,
-        transform: None,
-        headers: Default::default(),
-        health: Default::default(),
+        ..Subscription::new(id, url, secret, now)
     }
 }
 

@@ -196,25 +196,12 @@ mod tests {
     use super::*;
 
     fn sub() -> Subscription {
-        let now = Utc::now();
-        Subscription {
-            id: "sub_1".into(),
-            url: "https://example.com/hook".into(),
-            sources: vec![],
-            event_types: vec![],
-            label: None,
-            secret: Secret::new("whsec_b2xk"),
-            previous_secret: None,
-            previous_secret_expires_at: None,
-            enabled: true,
-            disabled_reason: None,
-            created_at: now,
-            updated_at: now,
-            filter: None,
-            transform: None,
-            headers: Default::default(),
-            health: Health::default(),
-        }
+        Subscription::new(
+            "sub_1",
+            "https://example.com/hook",
+            Secret::new("whsec_b2xk"),
+            Utc::now(),
+        )
     }
 
     fn signing_with(sub: &Subscription, at: DateTime<Utc>) -> Vec<&str> {

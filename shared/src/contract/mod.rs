@@ -112,22 +112,13 @@ pub fn sample_source(id: &str) -> Source {
 pub fn sample_subscription() -> Subscription {
     let now = Utc::now();
     Subscription {
-        id: new_id("sub"),
-        url: "https://example.com/hooks".to_owned(),
-        sources: Vec::new(),
-        event_types: Vec::new(),
         label: Some("contract".to_owned()),
-        secret: Secret::new("whsec_contract"),
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        enabled: true,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
-        filter: None,
-        transform: None,
-        headers: Default::default(),
-        health: Default::default(),
+        ..Subscription::new(
+            new_id("sub"),
+            "https://example.com/hooks",
+            Secret::new("whsec_contract"),
+            now,
+        )
     }
 }
 

@@ -161,24 +161,12 @@ async fn runaway_programs_are_stopped_and_not_run_again() {
 #[tokio::test]
 async fn prepare_filters_transforms_and_fails() {
     let now = Utc::now();
-    let mut sub = Subscription {
-        id: crate::domain::new_id("sub"),
-        url: "https://example.com/hook".into(),
-        sources: vec![],
-        event_types: vec![],
-        label: None,
-        secret: crate::domain::Secret::new("whsec_b2xk"),
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        enabled: true,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
-        filter: None,
-        transform: None,
-        headers: BTreeMap::new(),
-        health: Default::default(),
-    };
+    let mut sub = Subscription::new(
+        crate::domain::new_id("sub"),
+        "https://example.com/hook",
+        crate::domain::Secret::new("whsec_b2xk"),
+        now,
+    );
     let e = event("application/json", r#"{"amount": 12}"#);
     assert!(matches!(
         prepare(&e, &sub).await,

@@ -410,24 +410,12 @@ async fn concurrent_health_outcomes_all_count() {
     use crate::decision::{Circuit, HealthOutcome, HealthPolicy};
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteBackend::open(&dir.path().join("h.db")).unwrap();
-    let sub = crate::domain::Subscription {
-        id: new_id("sub"),
-        url: "https://example.com/hooks".to_owned(),
-        sources: Vec::new(),
-        event_types: Vec::new(),
-        label: None,
-        secret: crate::domain::Secret::new("whsec_x"),
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        enabled: true,
-        disabled_reason: None,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-        filter: None,
-        transform: None,
-        headers: Default::default(),
-        health: Default::default(),
-    };
+    let sub = crate::domain::Subscription::new(
+        new_id("sub"),
+        "https://example.com/hooks",
+        crate::domain::Secret::new("whsec_x"),
+        Utc::now(),
+    );
     db.create_subscription(&sub).await.unwrap();
     let policy = HealthPolicy {
         breaker_threshold: 5,
