@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::body::Body;
 use chrono::{DateTime, Utc};
 use hookhub::decision::health::ProbeClaim;
 use hookhub::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
@@ -166,12 +165,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             .collect();
         let mut latencies = Vec::with_capacity(n);
         for (i, prepared) in requests.iter().enumerate() {
-            let mut request = http::Request::post(&prepared.path)
-                .header("content-length", prepared.body.len())
-                .body(Body::from(prepared.body.clone()))?;
-            for (name, value) in &prepared.headers {
-                request.headers_mut().insert(*name, value.parse()?);
-            }
+            let request = prepared.request()?;
             let started = Instant::now();
             let response = app.clone().oneshot(request).await?;
             let status = response.status();

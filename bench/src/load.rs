@@ -24,6 +24,19 @@ pub struct Prepared {
     pub body: Bytes,
 }
 
+impl Prepared {
+    /// As an in-process request for the router (the handler and retention suites).
+    pub fn request(&self) -> anyhow::Result<http::Request<axum::body::Body>> {
+        let mut request = http::Request::post(&self.path)
+            .header("content-length", self.body.len())
+            .body(axum::body::Body::from(self.body.clone()))?;
+        for (name, value) in &self.headers {
+            request.headers_mut().insert(*name, value.parse()?);
+        }
+        Ok(request)
+    }
+}
+
 /// A GitHub `push` webhook of exactly `size` bytes, signed with [`SOURCE_SECRET`], with a
 /// delivery id unique to (`run`, `i`) so none is a duplicate.
 pub fn github_webhook(source: &str, run: &str, i: usize, size: usize) -> Prepared {

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use chrono::Utc;
 use hookhub::ingest::{Ingestor, ReceiverConfig};
 use hookhub::sqlite::SqliteBackend;
@@ -76,13 +75,7 @@ async fn ingest(
                 if i >= n && done {
                     return anyhow::Ok(latencies);
                 }
-                let prepared = github_webhook("bench", &label, i, 1024);
-                let mut request = http::Request::post(&prepared.path)
-                    .header("content-length", prepared.body.len())
-                    .body(Body::from(prepared.body.clone()))?;
-                for (name, value) in &prepared.headers {
-                    request.headers_mut().insert(*name, value.parse()?);
-                }
+                let request = github_webhook("bench", &label, i, 1024).request()?;
                 let started = Instant::now();
                 let response = app.clone().oneshot(request).await?;
                 anyhow::ensure!(
