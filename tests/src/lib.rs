@@ -349,6 +349,16 @@ impl DevServer {
         format!("{}/webhooks/{source}", self.base)
     }
 
+    /// Creates a source `id` that accepts any request (`"scheme": "none"`, no dedup).
+    pub async fn open_source(&self, id: &str) {
+        self.admin()
+            .post(
+                "/v1/sources",
+                serde_json::json!({"id": id, "verify": {"scheme": "none"}}),
+            )
+            .await;
+    }
+
     /// An event's attempt log, through the admin API.
     pub async fn attempts(&self, event_id: &str) -> Vec<Value> {
         self.admin()

@@ -11,16 +11,6 @@ const WAIT: Duration = Duration::from_secs(30);
 /// How long the sink is watched for a request that must never come.
 const QUIET: Duration = Duration::from_millis(1500);
 
-async fn open_source(server: &DevServer) {
-    server
-        .admin()
-        .post(
-            "/v1/sources",
-            json!({"id": "shop", "verify": {"scheme": "none"}}),
-        )
-        .await;
-}
-
 /// Posts a JSON webhook; returns the event id.
 async fn post_webhook(server: &DevServer, body: Value) -> String {
     let response = hookhub_tests::http_client()
@@ -52,7 +42,7 @@ async fn subscribe(server: &DevServer, sink: &Sink, extra: Value) -> (String, St
 /// in the attempt log. A transform reshapes the body, signed over the transformed bytes.
 async fn filter_and_transform(kind: BackendKind) {
     let (server, _dir) = start_dev(kind, DevOptions::default()).await;
-    open_source(&server).await;
+    server.open_source("shop").await;
     let sink = Sink::start().await;
     let (sub_id, secret) = subscribe(
         &server,
@@ -100,7 +90,7 @@ async fn filter_and_transform(kind: BackendKind) {
 async fn failing_transform_is_recoverable(kind: BackendKind) {
     let (server, _dir) = start_dev(kind, DevOptions::default()).await;
     let admin = server.admin();
-    open_source(&server).await;
+    server.open_source("shop").await;
     let sink = Sink::start().await;
     // `.body.customer` is a string: indexing it fails.
     let (sub_id, secret) = subscribe(
@@ -255,7 +245,7 @@ async fn invalid_programs_and_headers_are_refused(kind: BackendKind) {
 async fn custom_headers_arrive(kind: BackendKind) {
     let (server, _dir) = start_dev(kind, DevOptions::default()).await;
     let admin = server.admin();
-    open_source(&server).await;
+    server.open_source("shop").await;
     let sink = Sink::start().await;
     let (sub_id, secret) = subscribe(
         &server,
@@ -287,7 +277,7 @@ async fn custom_headers_arrive(kind: BackendKind) {
 /// and the dispatcher keeps delivering other events meanwhile and after.
 async fn hostile_programs_are_cut_off(kind: BackendKind) {
     let (server, _dir) = start_dev(kind, DevOptions::default()).await;
-    open_source(&server).await;
+    server.open_source("shop").await;
     let hostile_sink = Sink::start().await;
     let healthy = Sink::start().await;
     let programs = [

@@ -23,13 +23,7 @@ fn guarded() -> DevOptions {
 
 /// A source that takes any request, and a sink.
 async fn open_source(server: &DevServer) -> Sink {
-    server
-        .admin()
-        .post(
-            "/v1/sources",
-            json!({"id": "shop", "verify": {"scheme": "none"}}),
-        )
-        .await;
+    server.open_source("shop").await;
     Sink::start().await
 }
 
