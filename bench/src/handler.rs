@@ -12,8 +12,8 @@ use hookhub::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolic
 use hookhub::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use hookhub::ingest::{Ingestor, ReceiverConfig};
 use hookhub::ports::{
-    AttemptLog, Backend, EventQuery, EventStore, InsertOutcome, ReceivedTask, SourceStore,
-    StoreResult, SubscriptionStore, TaskQueue,
+    AttemptLog, Backend, DisableOutcome, EventQuery, EventStore, InsertOutcome, ReceivedTask,
+    SourceStore, StoreResult, SubscriptionStore, TaskQueue,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -69,8 +69,8 @@ impl SubscriptionStore for NullBackend {
         _: &str,
         _: DisabledReason,
         _: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        Ok(false)
+    ) -> StoreResult<DisableOutcome> {
+        Ok(DisableOutcome::NotFound)
     }
     async fn record_outcome(
         &self,

@@ -18,6 +18,7 @@ use crate::decision::{DisabledReason, Series};
 use crate::dedup::DedupConfig;
 use crate::domain::{is_valid_slug, new_id, Attempt, Event, Secret, Source, Subscription, Task};
 use crate::filter::is_valid_filter;
+use crate::operational;
 use crate::ports::{Backend, EventQuery, StoreError};
 use crate::signing;
 use crate::verify::{resolve_placeholders, scheme_info, VerifyConfig, REDACTED};
@@ -231,6 +232,7 @@ impl Admin {
     }
 
     pub async fn create_source(&self, req: CreateSource) -> AdminResult<SourceView> {
+        refuse_reserved(&req.id)?;
         if !is_valid_slug(&req.id) {
             return Err(invalid(
                 "invalid_source_id",
@@ -249,6 +251,7 @@ impl Admin {
     }
 
     pub async fn update_source(&self, id: &str, req: UpdateSource) -> AdminResult<SourceView> {
+        refuse_reserved(id)?;
         let mut source = self.load_source(id).await?;
         if let Some(verify) = req.verify {
             source.verify = resolve_verify(verify, Some(&source.verify))?;
@@ -271,6 +274,7 @@ impl Admin {
     }
 
     pub async fn delete_source(&self, id: &str) -> AdminResult<()> {
+        refuse_reserved(id)?;
         match self.backend.sources.delete_source(id).await? {
             true => Ok(()),
             false => Err(AdminError::NotFound(format!("source {id}"))),
@@ -327,6 +331,7 @@ impl Admin {
         req: UpdateSubscription,
     ) -> AdminResult<SubscriptionView> {
         let mut sub = self.load_subscription(id).await?;
+        let was_enabled = sub.enabled;
         if let Some(url) = req.url {
             validate_url(&url)?;
             self.check_target(&url)?;
@@ -375,6 +380,10 @@ impl Admin {
         }
         sub.updated_at = Utc::now();
         self.backend.subscriptions.update_subscription(&sub).await?;
+        if let Some(op) = operational::operator_toggle(&sub.id, was_enabled, sub.enabled) {
+            // Logged if it fails: the update itself is done and answered.
+            operational::emit(&*self.backend.intake, &op).await;
+        }
         Ok(SubscriptionView::from(&sub))
     }
 
@@ -456,6 +465,15 @@ impl Admin {
         let targets: Vec<Subscription> = match req.subscription_id {
             Some(sub_id) => {
                 let sub = self.load_subscription(&sub_id).await?;
+                if operational::excluded_subscription(&event).as_deref() == Some(sub.id.as_str()) {
+                    return Err(invalid(
+                        "operational_event_subject",
+                        format!(
+                            "event {id} is an operational event about subscription {sub_id}; \
+                             it is never delivered to it"
+                        ),
+                    ));
+                }
                 if !sub.enabled {
                     return Err(invalid(
                         "subscription_disabled",
@@ -507,6 +525,17 @@ impl Admin {
             .attempts_for_subscription(id, limit)
             .await?)
     }
+}
+
+/// The built-in source `hookhub` is not stored and cannot be created, changed or deleted.
+fn refuse_reserved(id: &str) -> AdminResult<()> {
+    if operational::is_reserved_source(id) {
+        return Err(invalid(
+            "reserved_source",
+            format!("{id:?} is the built-in source of operational events; it cannot be created, updated or deleted"),
+        ));
+    }
+    Ok(())
 }
 
 /// `verify` with placeholder secrets resolved against the stored config (see

@@ -20,7 +20,8 @@ use crate::decision::{
 use crate::delivery::{DeliveryClient, DeliveryResponse};
 use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
 use crate::jq::Prepared;
-use crate::ports::{Backend, ReceivedTask, StoreError};
+use crate::operational::{self, OperationalEvent};
+use crate::ports::{Backend, DisableOutcome, ReceivedTask, StoreError};
 use crate::retry::RetryPolicy;
 use crate::signing;
 
@@ -195,6 +196,14 @@ impl Dispatcher {
             );
             return Ok(());
         };
+        if operational::excluded_subscription(&event).as_deref() == Some(subscription_id) {
+            tracing::warn!(
+                event_id,
+                subscription_id,
+                "operational event about this subscription; never delivered to it"
+            );
+            return Ok(());
+        }
         let prior: Vec<Attempt> = self
             .backend
             .attempts
@@ -312,6 +321,14 @@ impl Dispatcher {
             "delivery attempt"
         );
         self.backend.attempts.record_attempt(&record).await?;
+        if verdict == Verdict::Exhausted && operational::emits_exhausted(event) {
+            let exhausted = OperationalEvent::DeliveryExhausted {
+                subscription_id: subscription.id.clone(),
+                event_id: event.id.clone(),
+                attempts: series.attempt,
+            };
+            operational::emit(&*self.backend.intake, &exhausted).await;
+        }
         if verdict == Verdict::Gone {
             self.disable(subscription, DisabledReason::Gone).await?;
         }
@@ -425,6 +442,9 @@ impl Dispatcher {
                         "subscription disabled"
                     );
                 }
+                for op in operational::from_health_change(&subscription.id, &change) {
+                    operational::emit(&*self.backend.intake, &op).await;
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(
@@ -448,28 +468,39 @@ impl Dispatcher {
             .subscriptions
             .disable_subscription(&subscription.id, reason, Utc::now())
             .await?;
-        if disabled {
+        if disabled != DisableOutcome::NotFound {
             tracing::warn!(
                 subscription_id = %subscription.id,
                 reason = reason.code(),
                 "subscription disabled"
             );
         }
+        // Reported once: by the one concurrent delivery whose call disabled it.
+        if disabled == DisableOutcome::Disabled {
+            let op = OperationalEvent::SubscriptionDisabled {
+                subscription_id: subscription.id.clone(),
+                reason,
+            };
+            operational::emit(&*self.backend.intake, &op).await;
+        }
         Ok(())
     }
 }
 
-/// Every subscription whose filters select `event`, enabled or not.
+/// Every subscription whose filters select `event`, enabled or not, but the one an operational
+/// event is about ([`operational::excluded_subscription`]).
 pub async fn wanting_subscriptions(
     backend: &Backend,
     event: &Event,
 ) -> Result<Vec<Subscription>, StoreError> {
+    let excluded = operational::excluded_subscription(event);
     Ok(backend
         .subscriptions
         .list_subscriptions()
         .await?
         .into_iter()
         .filter(|s| s.wants(&event.source_id, &event.event_type))
+        .filter(|s| excluded.as_deref() != Some(s.id.as_str()))
         .collect())
 }
 

@@ -169,10 +169,16 @@ impl Subscription {
     }
 
     /// Whether the source and type filters select the event, enabled or not (a disabled
-    /// subscription still logs the events it would have received, as `skipped`).
+    /// subscription still logs the events it would have received, as `skipped`). Operational
+    /// events (source `hookhub`) go only to subscriptions that name that source: "all sources"
+    /// means all webhook sources, so existing subscriptions get nothing new.
     pub fn wants(&self, source_id: &str, event_type: &str) -> bool {
-        (self.sources.is_empty() || self.sources.iter().any(|s| s == source_id))
-            && crate::filter::matches_any(&self.event_types, event_type)
+        let source_selected = if self.sources.is_empty() {
+            !crate::operational::is_reserved_source(source_id)
+        } else {
+            self.sources.iter().any(|s| s == source_id)
+        };
+        source_selected && crate::filter::matches_any(&self.event_types, event_type)
     }
 
     /// The secrets deliveries are signed with at `now`: the current one, then the previous one
@@ -285,6 +291,20 @@ mod tests {
         let b = new_id("evt");
         assert!(a.starts_with("evt_") && a.len() == 30);
         assert!(a < b);
+    }
+
+    #[test]
+    fn operational_events_only_to_subscriptions_naming_hookhub() {
+        let mut sub =
+            Subscription::new("sub_1", "https://example.com", Secret::new("s"), Utc::now());
+        assert!(sub.wants("github", "push"));
+        assert!(
+            !sub.wants("hookhub", "subscription.disabled"),
+            "all sources"
+        );
+        sub.sources = vec!["hookhub".into()];
+        assert!(sub.wants("hookhub", "subscription.disabled"));
+        assert!(!sub.wants("github", "push"));
     }
 
     #[test]

@@ -136,6 +136,10 @@ impl Ingestor {
         source_id: &str,
         request: IncomingWebhook,
     ) -> Result<IngestOutcome, IngestError> {
+        // Operational events come from Hookhub only: nobody may post one, whatever is stored.
+        if crate::operational::is_reserved_source(source_id) {
+            return Err(IngestError::UnknownSource(source_id.to_string()));
+        }
         let source = self
             .backend
             .sources

@@ -19,6 +19,7 @@ pub mod intake;
 pub mod jq;
 pub mod local;
 pub mod netguard;
+pub mod operational;
 pub mod ports;
 pub mod private_files;
 pub mod retry;

@@ -54,13 +54,14 @@ pub trait SubscriptionStore: Send + Sync {
     async fn delete_subscription(&self, id: &str) -> StoreResult<bool>;
     /// Sets `enabled = false`, `disabled_reason` and `updated_at` of an existing subscription,
     /// leaving every other field as stored (a concurrent admin change is not overwritten).
-    /// Returns whether the subscription exists; a missing one is not created.
+    /// Says whether this call disabled it (of concurrent callers, one at most: the one reporting
+    /// it); a missing subscription is not created.
     async fn disable_subscription(
         &self,
         id: &str,
         reason: DisabledReason,
         at: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<DisableOutcome>;
     /// Applies an attempt's outcome to the subscription's `health` atomically (concurrent
     /// outcomes and probe claims all count; [`Health::after`](crate::decision::Health::after) decides), disabling it with reason
     /// `failing` when the decision says so. Only `health` (and, when disabling, `enabled`,
@@ -80,6 +81,16 @@ pub trait SubscriptionStore: Send + Sync {
         now: DateTime<Utc>,
         policy: &HealthPolicy,
     ) -> StoreResult<Option<ProbeClaim>>;
+}
+
+/// Result of [`SubscriptionStore::disable_subscription`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisableOutcome {
+    /// It was enabled, and this call disabled it.
+    Disabled,
+    /// It was disabled already; the new reason and time are recorded all the same.
+    AlreadyDisabled,
+    NotFound,
 }
 
 /// Result of a conditional event insert.

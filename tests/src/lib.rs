@@ -248,6 +248,22 @@ impl Default for DevOptions {
     }
 }
 
+impl DevOptions {
+    /// A subscription failing for `after` is disabled (`failing`); no breaker, and enough quick
+    /// retries to keep failing that long.
+    pub fn disabling_after(after: Duration) -> Self {
+        Self {
+            retry_schedule: vec![Duration::from_millis(200); 50],
+            health: HealthPolicy {
+                breaker_threshold: 0,
+                disable_after: Some(after),
+                ..HealthPolicy::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
 impl DevServer {
     pub async fn start(data_dir: &Path, options: DevOptions) -> DevServer {
         Self::start_wrapped(data_dir, options, |backend| backend).await
@@ -451,6 +467,27 @@ impl Admin {
             other => panic!("GET {path}: {other}"),
         }
     }
+}
+
+/// The stored operational events (source `hookhub`), newest first, with their JSON bodies.
+pub async fn operational_events(backend: &Backend) -> Vec<(hookhub::domain::Event, Value)> {
+    let query = hookhub::ports::EventQuery {
+        source_id: Some(hookhub::operational::SOURCE_ID.into()),
+        before: None,
+        limit: 1000,
+    };
+    let mut events = Vec::new();
+    for summary in backend.events.list_events(&query).await.expect("list") {
+        let event = backend
+            .events
+            .get_event(&summary.id)
+            .await
+            .expect("get")
+            .expect("listed, so stored");
+        let body = serde_json::from_slice(&event.body).expect("a JSON body");
+        events.push((event, body));
+    }
+    events
 }
 
 /// A temp dir kept for the whole test.

@@ -87,9 +87,10 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
         "TaskQueue": unconditional("sqs:SendMessage*"),
     },
     "DispatcherFunction": {
-        # get_event; the sweep's list_unenqueued (BatchGetItem) and mark_enqueued (UpdateItem)
+        # get_event; the sweep's list_unenqueued (BatchGetItem) and mark_enqueued (UpdateItem);
+        # operational events: insert_event (TransactWriteItems of Puts) and mark_enqueued
         "EventsTable": {
-            **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem"),
+            **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"),
             "dynamodb:UpdateItem": MARK_ENQUEUED,
         },
         "EventsTable/index/unenqueued": unconditional("dynamodb:Query"),
@@ -120,14 +121,18 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
             "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"
         ),
         # get_event (and sizing an event stored without body_size), list_events (ids from an
-        # index, then BatchGetItem of the summary attributes)
-        "EventsTable": unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem"),
+        # index, then BatchGetItem of the summary attributes); operational events of PATCH
+        # enabled: insert_event (TransactWriteItems of Puts) and mark_enqueued
+        "EventsTable": {
+            **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"),
+            "dynamodb:UpdateItem": MARK_ENQUEUED,
+        },
         "EventsTable/index/by-source": unconditional("dynamodb:Query"),
         "EventsTable/index/by-time": unconditional("dynamodb:Query"),
         # attempts_for_event, attempts_for_subscription
         "AttemptsTable": unconditional("dynamodb:Query"),
         "AttemptsTable/index/by-subscription": unconditional("dynamodb:Query"),
-        # replay_event: send_batch of deliver tasks
+        # replay_event: send_batch of deliver tasks; operational events' dispatch task
         "TaskQueue": unconditional("sqs:SendMessage*"),
     },
 }

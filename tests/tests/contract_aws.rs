@@ -502,10 +502,13 @@ mod aws_specific {
         store.create_subscription(&sub).await.unwrap();
         let at = sub.updated_at + TimeDelta::nanoseconds(1_500_000_007);
         let reason = hookhub::decision::DisabledReason::Gone;
-        assert!(store
-            .disable_subscription(&sub.id, reason, at)
-            .await
-            .unwrap());
+        assert_eq!(
+            store
+                .disable_subscription(&sub.id, reason, at)
+                .await
+                .unwrap(),
+            hookhub::ports::DisableOutcome::Disabled
+        );
         let disabled = raw_item(&aws, table, &[("id", &sub.id)]).await;
         assert_eq!(disabled.get("enabled"), Some(&AttributeValue::Bool(false)));
         assert_eq!(

@@ -202,15 +202,7 @@ async fn breaker_parks_a_dead_endpoint_and_delivers_each_event_once(kind: Backen
 }
 
 async fn failing_past_disable_after_disables_and_skips(kind: BackendKind) {
-    let options = DevOptions {
-        retry_schedule: vec![Duration::from_millis(200); 50],
-        health: HealthPolicy {
-            breaker_threshold: 0,
-            disable_after: Some(Duration::from_secs(2)),
-            ..HealthPolicy::default()
-        },
-        ..DevOptions::default()
-    };
+    let options = DevOptions::disabling_after(Duration::from_secs(2));
     let (server, _dir, sink, sub_id) = down_subscriber(kind, options).await;
     let first = send(&server, 0).await;
 

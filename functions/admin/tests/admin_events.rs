@@ -144,3 +144,72 @@ async fn private_subscription_targets_follow_the_guard_setting() {
     let (status, _) = invoke(&backend, &key, &event).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// The sample event re-aimed at `method path` with a JSON `body`.
+fn api_event(method: &str, path: &str, body: Value) -> String {
+    let mut event: Value = serde_json::from_str(CREATE_SOURCE).unwrap();
+    event["rawPath"] = json!(path);
+    event["routeKey"] = json!(format!("{method} /v1/{{proxy+}}"));
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["pathParameters"]["proxy"] = json!(path.trim_start_matches("/v1/"));
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content-length");
+    event["body"] = json!(body.to_string());
+    event.to_string()
+}
+
+/// An operator's disable through the admin function stores a `subscription.disabled`
+/// operational event of source `hookhub` and enqueues its dispatch, with the function's own
+/// backend (DynamoDB + SQS); the built-in source cannot be created.
+#[tokio::test]
+async fn disabling_a_subscription_emits_an_operational_event() {
+    let backend = backend().await;
+    let key = AdminKey::from_plain(DEV_KEY);
+    let create = api_event(
+        "POST",
+        "/v1/subscriptions",
+        json!({"url": "https://ops.example.com/hook", "sources": ["hookhub"]}),
+    );
+    let (status, created) = invoke(&backend, &key, &create).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+
+    let disable = api_event(
+        "PATCH",
+        &format!("/v1/subscriptions/{id}"),
+        json!({"enabled": false}),
+    );
+    let (status, answer) = invoke(&backend, &key, &disable).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let stored = hookhub_tests::operational_events(&backend).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let (event, body) = &stored[0];
+    assert_eq!(event.event_type, "subscription.disabled");
+    assert!(event.enqueued);
+    assert_eq!(
+        (body["subscription_id"].as_str(), body["reason"].as_str()),
+        (Some(id), Some("manual"))
+    );
+    let tasks = backend
+        .queue
+        .receive(10, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        tasks.iter().any(|t| t.body.contains(&event.id)),
+        "its dispatch task is on the queue: {tasks:?}"
+    );
+
+    let reserved = api_event(
+        "POST",
+        "/v1/sources",
+        json!({"id": "hookhub", "verify": {"scheme": "none"}}),
+    );
+    let (status, refused) = invoke(&backend, &key, &reserved).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["code"], "reserved_source");
+}

@@ -214,6 +214,14 @@ async fn gone_subscriber_is_disabled_in_place() {
         before,
         "nothing else changed"
     );
+    // Reported as an operational event, stored and enqueued by the dispatcher's own backend.
+    let reported = hookhub_tests::operational_events(&backend).await;
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    let (event, body) = &reported[0];
+    assert!(event.enqueued);
+    assert_eq!(body["type"], "subscription.disabled");
+    assert_eq!(body["reason"], "gone");
+    assert_eq!(body["subscription_id"], RETRY_SUBSCRIPTION);
 }
 
 #[tokio::test]

@@ -17,7 +17,9 @@ use super::{sdk_error, AwsSettings};
 use crate::decision::health::ProbeClaim;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Source, Subscription};
-use crate::ports::{AttemptLog, SourceStore, StoreError, StoreResult, SubscriptionStore};
+use crate::ports::{
+    AttemptLog, DisableOutcome, SourceStore, StoreError, StoreResult, SubscriptionStore,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -297,30 +299,41 @@ impl SubscriptionStore for DynamoStore {
         id: &str,
         reason: DisabledReason,
         at: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.subscriptions)
-            .set_key(Some(key("id", id)))
-            .update_expression("SET enabled = :f, disabled_reason = :r, updated_at = :t")
-            // Without it, UpdateItem would create an item holding only these attributes.
-            .condition_expression("attribute_exists(id)")
-            .expression_attribute_values(":f", attribute(&false)?)
-            .expression_attribute_values(":r", attribute(&Some(reason))?)
-            .expression_attribute_values(":t", attribute(&at)?)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+    ) -> StoreResult<DisableOutcome> {
+        // First only if enabled, so of concurrent callers exactly one learns it disabled it
+        // (ReturnValues must stay NONE); then, for one already disabled, the new reason.
+        // `attribute_exists(id)`: without it, UpdateItem would create an item holding only these
+        // attributes.
+        let conditions = [
+            (
+                "attribute_exists(id) AND enabled = :e",
+                DisableOutcome::Disabled,
+            ),
+            ("attribute_exists(id)", DisableOutcome::AlreadyDisabled),
+        ];
+        for (condition, outcome) in conditions {
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.subscriptions)
+                .set_key(Some(key("id", id)))
+                .update_expression("SET enabled = :f, disabled_reason = :r, updated_at = :t")
+                .condition_expression(condition)
+                .expression_attribute_values(":f", attribute(&false)?)
+                .expression_attribute_values(":r", attribute(&Some(reason))?)
+                .expression_attribute_values(":t", attribute(&at)?);
+            if outcome == DisableOutcome::Disabled {
+                update = update.expression_attribute_values(":e", attribute(&true)?);
             }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
+            match update.send().await {
+                Ok(_) => return Ok(outcome),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(sdk_error("UpdateItem", e)),
+            }
         }
+        Ok(DisableOutcome::NotFound)
     }
 
     async fn record_outcome(

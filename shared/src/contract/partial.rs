@@ -9,7 +9,7 @@ use chrono::{TimeDelta, Utc};
 use super::{sample_event, sample_subscription};
 use crate::decision::DisabledReason;
 use crate::domain::{EventSummary, Subscription};
-use crate::ports::{Backend, EventQuery};
+use crate::ports::{Backend, DisableOutcome, EventQuery};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -64,9 +64,10 @@ pub async fn subscription_disable_in_place(b: &Backend) {
     // Nanoseconds on purpose: the timestamp must round-trip exactly.
     let at = sub.updated_at + TimeDelta::nanoseconds(61_000_000_123);
     let reason = DisabledReason::Gone;
-    assert!(
+    assert_eq!(
         s.disable_subscription(&sub.id, reason, at).await.unwrap(),
-        "disabling an existing subscription is true"
+        DisableOutcome::Disabled,
+        "disabling an enabled subscription"
     );
     let expected = Subscription {
         enabled: false,
@@ -86,10 +87,13 @@ pub async fn subscription_disable_in_place(b: &Backend) {
     );
 
     let later = at + TimeDelta::seconds(1);
-    assert!(s
-        .disable_subscription(&sub.id, DisabledReason::Failing, later)
-        .await
-        .unwrap());
+    assert_eq!(
+        s.disable_subscription(&sub.id, DisabledReason::Failing, later)
+            .await
+            .unwrap(),
+        DisableOutcome::AlreadyDisabled,
+        "only the call that turned it off says it disabled it"
+    );
     assert_eq!(
         s.get_subscription(&sub.id)
             .await
@@ -100,11 +104,12 @@ pub async fn subscription_disable_in_place(b: &Backend) {
     );
 
     let missing = "sub_missing";
-    assert!(
-        !s.disable_subscription(missing, reason, Utc::now())
+    assert_eq!(
+        s.disable_subscription(missing, reason, Utc::now())
             .await
             .unwrap(),
-        "disabling a missing subscription is false"
+        DisableOutcome::NotFound,
+        "disabling a missing subscription"
     );
     assert_eq!(
         s.get_subscription(missing).await.unwrap(),

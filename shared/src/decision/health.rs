@@ -143,6 +143,8 @@ pub struct HealthChange {
     pub circuit: Option<Circuit>,
     /// Set when this outcome disabled the subscription.
     pub disabled: Option<DisabledReason>,
+    /// The circuit went back to open after a failed probe: the same outage, not a new one.
+    pub reopened: bool,
 }
 
 /// What may go to the endpoint now.
@@ -209,6 +211,7 @@ impl Health {
                 };
                 if circuit != self.circuit {
                     change.circuit = Some(circuit);
+                    change.reopened = self.circuit == Circuit::HalfOpen;
                 }
                 if let Some(limit) = policy.disable_after {
                     if enabled && at - failing_since >= to_delta(limit) {
@@ -352,6 +355,7 @@ mod tests {
         assert_eq!(h.failing_since, Some(t(0)));
         let (h, change) = h.after(HealthOutcome::Failure, true, t(2), &p);
         assert_eq!(change.circuit, Some(Circuit::Open));
+        assert!(!change.reopened, "a new outage");
         assert_eq!(
             (h.circuit, h.probe_at, h.openings),
             (Circuit::Open, Some(t(32)), 1)
@@ -394,6 +398,7 @@ mod tests {
 
         let (reopened, change) = probing.after(HealthOutcome::Failure, true, t(45), &p);
         assert_eq!(change.circuit, Some(Circuit::Open));
+        assert!(change.reopened, "the same outage");
         assert_eq!((reopened.openings, reopened.probe_at), (2, Some(t(105))));
 
         let (closed, change) = probing.after(HealthOutcome::Success, true, t(45), &p);

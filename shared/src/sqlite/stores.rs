@@ -19,8 +19,8 @@ use crate::decision::health::ProbeClaim;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use crate::ports::{
-    AttemptLog, EventQuery, EventStore, InsertOutcome, Intake, SourceStore, StoreError,
-    StoreResult, Stored, SubscriptionStore,
+    AttemptLog, DisableOutcome, EventQuery, EventStore, InsertOutcome, Intake, SourceStore,
+    StoreError, StoreResult, Stored, SubscriptionStore,
 };
 
 /// Sources and subscriptions are only ever looked up by id, so each is an id and a JSON record.
@@ -164,15 +164,20 @@ impl SubscriptionStore for SqliteBackend {
         id: &str,
         reason: DisabledReason,
         at: DateTime<Utc>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<DisableOutcome> {
         let changed = self
             .change_subscription(id, move |sub| {
-                sub.enabled = false;
+                let was_enabled = std::mem::replace(&mut sub.enabled, false);
                 sub.disabled_reason = Some(reason);
                 sub.updated_at = at;
+                was_enabled
             })
             .await?;
-        Ok(changed.is_some())
+        Ok(match changed {
+            Some(true) => DisableOutcome::Disabled,
+            Some(false) => DisableOutcome::AlreadyDisabled,
+            None => DisableOutcome::NotFound,
+        })
     }
 
     async fn record_outcome(
