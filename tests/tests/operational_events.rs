@@ -239,6 +239,27 @@ async fn circuit_opened_then_closed(kind: BackendKind) {
     let (_, opened) = &received_ops(&ops, &ops_secret)[0];
     assert!(opened["occurred_at"].is_string());
     report("breaker", kind, &server, &ops, (&a, &a_sink)).await;
+
+    // Replayed to every matching subscription: A, which listens to `hookhub`, is left out.
+    let (opened_id, _) = &received_ops(&ops, &ops_secret)[0];
+    let (status, replayed) = server
+        .admin()
+        .call(
+            Method::POST,
+            &format!("/v1/events/{opened_id}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{replayed}");
+    assert_eq!(replayed["subscriptions"].as_array().unwrap().len(), 1);
+    assert_ne!(replayed["subscriptions"][0], a.as_str());
+    wait_until(WAIT, || ops.count() == 3)
+        .await
+        .expect("replayed to the ops subscriber");
+    assert!(a_sink
+        .received()
+        .iter()
+        .all(|r| r.header("webhook-id") != opened_id));
 }
 
 async fn disabled_failing_then_by_an_operator(kind: BackendKind) {
