@@ -417,13 +417,15 @@ impl Dispatcher {
         outcome: HealthOutcome,
         at: DateTime<Utc>,
     ) {
-        let lock = self.health_locks.of(&subscription.id);
-        let _one_at_a_time = lock.lock().await;
-        let recorded = self
-            .backend
-            .subscriptions
-            .record_outcome(&subscription.id, outcome, at, &self.config.health)
-            .await;
+        // The lock covers the update only: emitting its events need not hold up the next one.
+        let recorded = {
+            let lock = self.health_locks.of(&subscription.id);
+            let _one_at_a_time = lock.lock().await;
+            self.backend
+                .subscriptions
+                .record_outcome(&subscription.id, outcome, at, &self.config.health)
+                .await
+        };
         match recorded {
             Ok(Some(change)) => {
                 if let Some(circuit) = change.circuit {
