@@ -68,6 +68,9 @@ MARK_ENQUEUED = updating_only("id", "enqueued", "pending", "source_id")
 # disable_subscription: SET enabled, disabled_reason, updated_at, on key id, if attribute_exists(id);
 # record_outcome / claim_probe: SET health and those three, if updated_at and health are as read.
 DISABLE_SUBSCRIPTION = updating_only("id", "enabled", "disabled_reason", "updated_at", "health")
+# reserve_slot: a conditional PutItem of the `rate#{subscription_id}` item, and no other key.
+RATE_ITEM_PREFIX = "rate#"
+RATE_ITEMS_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [RATE_ITEM_PREFIX + "*"]}}
 
 # The grants each function needs, from its code paths (shared/src/aws/*.rs): for each resource,
 # each action with the condition of the statement granting it (None: none). A resource is a
@@ -87,10 +90,12 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
         "TaskQueue": unconditional("sqs:SendMessage*"),
     },
     "DispatcherFunction": {
-        # get_event; the sweep's list_unenqueued (BatchGetItem) and mark_enqueued (UpdateItem)
+        # get_event; the sweep's list_unenqueued (BatchGetItem) and mark_enqueued (UpdateItem);
+        # rate limits (GetItem, PutItem of rate# items only)
         "EventsTable": {
             **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem"),
             "dynamodb:UpdateItem": MARK_ENQUEUED,
+            "dynamodb:PutItem": RATE_ITEMS_ONLY,
         },
         "EventsTable/index/unenqueued": unconditional("dynamodb:Query"),
         # list_subscriptions, get_subscription, disable_subscription (410 Gone), health updates
@@ -386,6 +391,17 @@ class TemplateTest(unittest.TestCase):
                     self.assertEqual(
                         actions["dynamodb:UpdateItem"], updating_only(*in_code[resource])
                     )
+
+    def test_rate_items_are_what_the_dispatcher_may_put(self):
+        """The narrowed PutItem grant matches the key the code writes, and that code is the only
+        put_item on the events table."""
+        rate = (ROOT / "shared/src/aws/dynamo/rate.rs").read_text()
+        self.assertIn(f'format!("{RATE_ITEM_PREFIX}{{subscription_id}}")', rate)
+        for path in sorted((ROOT / "shared/src/aws").rglob("*.rs")):
+            for call in re.findall(r"\.put_item\(\)(.*?)\.send\(\)", path.read_text(), re.S):
+                table = re.search(r"\.table_name\(&?([\w.]+)\)", call).group(1)
+                if TABLE_FIELDS.get(table) == "EventsTable":
+                    self.assertEqual(path.name, "rate.rs", "only rate items are put on events")
 
     def test_no_wildcards_and_no_broad_managed_policies(self):
         for name, resource in self.deployed.items():
