@@ -21,23 +21,25 @@ impl Dispatcher {
         let Some(rate) = subscription.rate_limit.filter(|_| subscription.enabled) else {
             return Ok(None);
         };
-        let slot = {
+        let (now, slot) = {
             // One booking at a time per subscription in this process: the store's
             // compare-and-set then only races other processes.
             let lock = self.slot_locks.of(&subscription.id);
             let _one_at_a_time = lock.lock().await;
-            self.backend
+            let now = Utc::now();
+            let slot = self
+                .backend
                 .subscriptions
-                .reserve_slot(
-                    &subscription.id,
-                    rate,
-                    Utc::now(),
-                    self.config.rate_limit_max_wait,
-                )
-                .await?
+                .reserve_slot(&subscription.id, rate, now, self.config.rate_limit_max_wait)
+                .await?;
+            (now, slot)
         };
         match slot {
             Slot::Now { wait } => {
+                // The slot is a time: the store took part of the wait to answer, and sleeping
+                // all of it again would skew the spacing.
+                let slot = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                let wait = (slot - Utc::now()).to_std().unwrap_or_default();
                 if !wait.is_zero() {
                     tracing::debug!(
                         event_id = %event.id,
