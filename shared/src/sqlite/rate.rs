@@ -46,3 +46,46 @@ impl SqliteBackend {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Two handles on one file stand for two dispatcher processes: racing reservations each get
+    /// a slot of their own, one interval apart, none twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_processes_get_distinct_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let (a, b) = (
+            SqliteBackend::open(&path).unwrap(),
+            SqliteBackend::open(&path).unwrap(),
+        );
+        let now = Utc::now();
+        let per_process = 40u64;
+        let mut racing = tokio::task::JoinSet::new();
+        for backend in [a, b] {
+            for _ in 0..per_process {
+                let backend = backend.clone();
+                racing.spawn(async move {
+                    backend
+                        .reserve_rate_slot("sub_1", 100.0, now, Duration::from_secs(10))
+                        .await
+                });
+            }
+        }
+        let mut waits = BTreeSet::new();
+        while let Some(slot) = racing.join_next().await {
+            match slot.unwrap().unwrap() {
+                Slot::Now { wait } => assert!(waits.insert(wait), "{wait:?} booked twice"),
+                later => panic!("within max_wait, got {later:?}"),
+            }
+        }
+        let expected: BTreeSet<Duration> = (0..2 * per_process)
+            .map(|i| Duration::from_millis(10 * i))
+            .collect();
+        assert_eq!(waits, expected);
+    }
+}
