@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 
 use crate::decision::rate::Slot;
-use crate::ports::Backend;
+use crate::ports::{Backend, EventQuery};
 
 pub async fn rate_limit_reserves_slots(b: &Backend) {
     let s = &b.subscriptions;
@@ -79,5 +79,22 @@ pub async fn rate_limit_reserves_slots(b: &Backend) {
     assert!(
         s.list_subscriptions().await.unwrap().is_empty(),
         "the state is not a subscription"
+    );
+    let events = b
+        .events
+        .list_events(&EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "nor an event: {events:?}");
+    assert!(
+        b.events
+            .list_unenqueued(ms(20_000), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nor work for the unenqueued sweep"
     );
 }
