@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 
 use super::Dispatcher;
 use crate::decision::rate::Slot;
+use crate::decision::Gate;
 use crate::domain::{Event, Subscription};
 use crate::ports::StoreError;
 
 impl Dispatcher {
     /// `None` when the delivery may go now (after waiting for its slot, if it had to); else the
-    /// time to try again. Subscriptions without a limit, and disabled ones (their deliveries are
-    /// skipped, not sent), cost nothing here.
+    /// time to try again. Subscriptions without a limit, disabled ones (their deliveries are
+    /// skipped, not sent) and those whose open circuit parks the delivery cost nothing here.
     pub(super) async fn pace(
         &self,
         event: &Event,
@@ -21,6 +22,10 @@ impl Dispatcher {
         let Some(rate) = subscription.rate_limit.filter(|_| subscription.enabled) else {
             return Ok(None);
         };
+        // The gate parks it anyway: no slot is taken from deliveries that can go.
+        if matches!(subscription.health.gate(Utc::now()), Gate::Park(_)) {
+            return Ok(None);
+        }
         let (now, slot) = {
             // One booking at a time per subscription in this process: the store's
             // compare-and-set then only races other processes.
