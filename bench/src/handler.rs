@@ -89,6 +89,17 @@ impl SubscriptionStore for NullBackend {
     ) -> StoreResult<Option<ProbeClaim>> {
         Ok(None)
     }
+    async fn reserve_slot(
+        &self,
+        _: &str,
+        _: f64,
+        _: DateTime<Utc>,
+        _: Duration,
+    ) -> StoreResult<hookhub::decision::rate::Slot> {
+        Ok(hookhub::decision::rate::Slot::Now {
+            wait: Duration::ZERO,
+        })
+    }
 }
 
 #[async_trait]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! hookhub-bench all [--smoke]        # everything below, in one run
-//! hookhub-bench ingest | handler | delivery | coldstart | micro-report
+//! hookhub-bench ingest | handler | delivery | rate-limit | coldstart | micro-report
 //! ```
 //!
 //! See `bench/README.md` for what each measures and how to read it.
@@ -16,6 +16,7 @@ mod ingest;
 mod load;
 mod micro_report;
 mod procs;
+mod rate_limit;
 mod retention;
 
 /// An HTTP client for the benchmark's own calls: reqwest is built without a crypto provider
@@ -56,6 +57,8 @@ enum Command {
     Coldstart(Common),
     /// Ingest latency on SQLite while the retention sweep deletes a million expired rows.
     Retention(Common),
+    /// A burst to a subscription with a rate limit: the delivered rate as a ratio to the limit.
+    RateLimit(Common),
     /// The criterion results under target/criterion as one table with ratios to the raw MAC.
     MicroReport(Common),
     /// (internal) The bare axum server used as the loop-back ceiling.
@@ -144,6 +147,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Delivery(c)
         | Command::Coldstart(c)
         | Command::Retention(c)
+        | Command::RateLimit(c)
         | Command::MicroReport(c) => c.clone(),
         Command::ServeBaseline => unreachable!("handled in main"),
     };
@@ -165,6 +169,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
     if all || matches!(command, Command::Retention(_)) {
         summary.insert("retention".into(), retention::run(&common).await?);
+    }
+    if all || matches!(command, Command::RateLimit(_)) {
+        summary.insert("rate_limit".into(), rate_limit::run(&common).await?);
     }
     if all || matches!(command, Command::Coldstart(_)) {
         let cold = coldstart::run(&common).await?;

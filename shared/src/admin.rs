@@ -88,6 +88,9 @@ pub struct CreateSubscription {
     /// Static headers added to each delivery.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Deliveries per second at most.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
 }
 
 /// Partial update: absent fields are left as they are.
@@ -108,6 +111,9 @@ pub struct UpdateSubscription {
     /// Replaces all headers (`{}` removes them); a sensitive header's value sent back as `***`
     /// keeps the stored one.
     pub headers: Option<BTreeMap<String, String>>,
+    /// Absent: unchanged; `null`: removed; a number: replaced.
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limit: Option<Option<f64>>,
 }
 
 /// For a field that may be absent (outer `None`, via `#[serde(default)]`), `null` (inner
@@ -300,6 +306,7 @@ impl Admin {
         validate_program("filter", req.filter.as_deref())?;
         validate_program("transform", req.transform.as_deref())?;
         let headers = validate_headers(req.headers)?;
+        let rate_limit = validate_rate_limit(req.rate_limit)?;
         let secret = match req.secret {
             Some(secret) => validate_secret(secret)?,
             None => signing::generate_secret(),
@@ -313,6 +320,7 @@ impl Admin {
             filter: req.filter,
             transform: req.transform,
             headers,
+            rate_limit,
             ..Subscription::new(new_id("sub"), req.url, secret, now)
         };
         self.backend
@@ -360,6 +368,9 @@ impl Admin {
             let headers = crate::custom_headers::resolve_placeholders(headers, &sub.headers)
                 .map_err(|message| invalid("invalid_headers", message))?;
             sub.headers = validate_headers(headers)?;
+        }
+        if let Some(rate_limit) = req.rate_limit {
+            sub.rate_limit = validate_rate_limit(rate_limit)?;
         }
         // The placeholder some clients send back keeps the secret; a new one replaces it at once
         // (`rotate` keeps the old one signing for a while).
@@ -615,6 +626,12 @@ fn validate_program(field: &str, program: Option<&str>) -> AdminResult<()> {
 
 fn validate_headers(headers: BTreeMap<String, String>) -> AdminResult<BTreeMap<String, String>> {
     crate::custom_headers::validate(headers).map_err(|message| invalid("invalid_headers", message))
+}
+
+fn validate_rate_limit(rate: Option<f64>) -> AdminResult<Option<f64>> {
+    rate.map(crate::decision::rate::validate)
+        .transpose()
+        .map_err(|message| invalid("invalid_rate_limit", message))
 }
 
 fn validate_secret(secret: Secret) -> AdminResult<Secret> {

@@ -25,6 +25,8 @@ use crate::ports::{Backend, DisableOutcome, ReceivedTask, StoreError};
 use crate::retry::RetryPolicy;
 use crate::signing;
 
+mod rate_limit;
+
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
     pub retry: RetryPolicy,
@@ -32,6 +34,9 @@ pub struct DispatcherConfig {
     pub health: HealthPolicy,
     /// Deliveries of one event in flight at once.
     pub fan_out_concurrency: usize,
+    /// A rate-limited delivery whose slot is at most this far ahead waits for it in-process;
+    /// one further ahead is re-scheduled (well inside the Lambda timeout and the lease).
+    pub rate_limit_max_wait: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -40,6 +45,7 @@ impl Default for DispatcherConfig {
             retry: RetryPolicy::default(),
             health: HealthPolicy::default(),
             fan_out_concurrency: 16,
+            rate_limit_max_wait: Duration::from_secs(5),
         }
     }
 }
@@ -66,6 +72,8 @@ pub struct Dispatcher {
     client: DeliveryClient,
     config: Arc<DispatcherConfig>,
     health_locks: HealthLocks,
+    /// Per-subscription locks for rate-limit bookings (the same kind of map).
+    slot_locks: HealthLocks,
 }
 
 /// One lock per subscription for this process's health updates. The stores make each update
@@ -89,6 +97,7 @@ impl Dispatcher {
             client,
             config: Arc::new(config),
             health_locks: HealthLocks::default(),
+            slot_locks: HealthLocks::default(),
         }
     }
 
@@ -230,7 +239,7 @@ impl Dispatcher {
         subscription: &Subscription,
         series: Series,
     ) -> Result<(), StoreError> {
-        let started_at = Utc::now();
+        let mut started_at = Utc::now();
         // The subscription's jq filter and transform decide what, if anything, is sent; they
         // run before the gate so a filtered-out event never takes the breaker's probe.
         let payload = match crate::jq::prepare(event, subscription).await {
@@ -252,12 +261,22 @@ impl Dispatcher {
                 duration: (Utc::now() - started_at).to_std().unwrap_or_default(),
             }),
         };
-        let (outcome, response) = match payload {
-            Err(failed) => (
+        // Past the rate limit: parked like an open circuit. After waiting for its slot, the
+        // attempt starts now.
+        let paced = match &payload {
+            Ok(_) => self.pace(event, subscription).await?,
+            Err(_) => None,
+        };
+        if payload.is_ok() && paced.is_none() {
+            started_at = Utc::now();
+        }
+        let (outcome, response) = match (payload, paced) {
+            (Err(failed), _) => (
                 Outcome::Failed(DeliveryError::TransformFailed),
                 Some(failed),
             ),
-            Ok(payload) => match self.gate(subscription, started_at).await? {
+            (Ok(_), Some(until)) => (Outcome::RateLimited { until }, None),
+            (Ok(payload), None) => match self.gate(subscription, started_at).await? {
                 Some(outcome) => (outcome, None),
                 None => {
                     let response = self.post(&payload, subscription, started_at).await;
@@ -279,12 +298,17 @@ impl Dispatcher {
                 Verdict::Parked { until } => until,
                 _ => started_at,
             };
+            let reason = match outcome {
+                Outcome::RateLimited { .. } => "rate_limit",
+                _ => "circuit_open",
+            };
             tracing::info!(
                 event_id = %event.id,
                 subscription_id = %subscription.id,
                 attempt = series.attempt,
                 until = %until,
-                "circuit open; delivery parked"
+                reason,
+                "delivery parked"
             );
             let delay = (until - started_at).to_std().unwrap_or(Duration::ZERO);
             return self

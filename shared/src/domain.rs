@@ -132,6 +132,10 @@ pub struct Subscription {
     /// `claim_probe` only (records stored before it existed read as healthy).
     #[serde(default)]
     pub health: Health,
+    /// At most this many deliveries per second; deliveries beyond it wait (never dropped). The
+    /// pacing state lives in the stores' `reserve_slot`, not here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
 }
 
 impl Subscription {
@@ -160,6 +164,7 @@ impl Subscription {
             transform: None,
             headers: BTreeMap::new(),
             health: Health::default(),
+            rate_limit: None,
         }
     }
 

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::decision::health::ProbeClaim;
+use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 
@@ -81,6 +82,18 @@ pub trait SubscriptionStore: Send + Sync {
         now: DateTime<Utc>,
         policy: &HealthPolicy,
     ) -> StoreResult<Option<ProbeClaim>>;
+    /// Books a delivery slot under the subscription's rate limit (`rate` per second), atomically
+    /// across processes: [`rate::reserve`](crate::decision::rate::reserve) decides on the stored
+    /// state, and of concurrent callers each gets a slot of its own. `Slot::Later` books nothing.
+    /// The state is kept apart from the subscription (no listing sees it, `updated_at` does not
+    /// change) and only exists for subscriptions that have called this.
+    async fn reserve_slot(
+        &self,
+        subscription_id: &str,
+        rate: f64,
+        now: DateTime<Utc>,
+        max_wait: Duration,
+    ) -> StoreResult<Slot>;
 }
 
 /// Result of [`SubscriptionStore::disable_subscription`].

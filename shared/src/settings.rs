@@ -133,6 +133,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             retry,
             health: self.health_policy()?,
             fan_out_concurrency,
+            ..defaults
         })
     }
 

@@ -231,6 +231,9 @@ pub struct DevOptions {
     pub server: ServerOptions,
     /// Circuit breaker and auto-disable (the product's defaults unless a test compresses them).
     pub health: HealthPolicy,
+    /// How far ahead a rate-limited delivery waits in-process for its slot before it is parked
+    /// instead (the product's default unless a test compresses it).
+    pub rate_limit_max_wait: Duration,
 }
 
 impl Default for DevOptions {
@@ -244,6 +247,7 @@ impl Default for DevOptions {
             allow_private_targets: true,
             server: ServerOptions::default(),
             health: HealthPolicy::default(),
+            rate_limit_max_wait: DispatcherConfig::default().rate_limit_max_wait,
         }
     }
 }
@@ -316,6 +320,7 @@ impl DevServer {
                 dispatcher: DispatcherConfig {
                     health: options.health,
                     retry,
+                    rate_limit_max_wait: options.rate_limit_max_wait,
                     ..DispatcherConfig::default()
                 },
                 worker: WorkerOptions {

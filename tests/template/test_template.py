@@ -68,6 +68,8 @@ MARK_ENQUEUED = updating_only("id", "enqueued", "pending", "source_id")
 # disable_subscription: SET enabled, disabled_reason, updated_at, on key id, if attribute_exists(id);
 # record_outcome / claim_probe: SET health and those three, if updated_at and health are as read.
 DISABLE_SUBSCRIPTION = updating_only("id", "enabled", "disabled_reason", "updated_at", "health")
+# reserve_slot: a conditional PutItem of the `rate#{subscription_id}` item, and no other key.
+RATE_ITEM_PREFIX = "rate#"
 
 # The grants each function needs, from its code paths (shared/src/aws/*.rs): for each resource,
 # each action with the condition of the statement granting it (None: none). A resource is a
@@ -88,7 +90,8 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
     },
     "DispatcherFunction": {
         # get_event; the sweep's list_unenqueued (BatchGetItem) and mark_enqueued (UpdateItem);
-        # operational events: insert_event (TransactWriteItems of Puts) and mark_enqueued
+        # operational events: insert_event (TransactWriteItems of Puts) and mark_enqueued;
+        # rate limits: reserve_slot (GetItem, conditional PutItem of the rate# item)
         "EventsTable": {
             **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"),
             "dynamodb:UpdateItem": MARK_ENQUEUED,
@@ -391,6 +394,17 @@ class TemplateTest(unittest.TestCase):
                     self.assertEqual(
                         actions["dynamodb:UpdateItem"], updating_only(*in_code[resource])
                     )
+
+    def test_rate_items_are_the_only_single_puts_on_events(self):
+        """Events and markers go in through transactions; the one plain put_item on the events
+        table is the rate-limit item, under its own key prefix."""
+        rate = (ROOT / "shared/src/aws/dynamo/rate.rs").read_text()
+        self.assertIn(f'format!("{RATE_ITEM_PREFIX}{{subscription_id}}")', rate)
+        for path in sorted((ROOT / "shared/src/aws").rglob("*.rs")):
+            for call in re.findall(r"\.put_item\(\)(.*?)\.send\(\)", path.read_text(), re.S):
+                table = re.search(r"\.table_name\(&?([\w.]+)\)", call).group(1)
+                if TABLE_FIELDS.get(table) == "EventsTable":
+                    self.assertEqual(path.name, "rate.rs", "only rate items are put on events")
 
     def test_no_wildcards_and_no_broad_managed_policies(self):
         for name, resource in self.deployed.items():

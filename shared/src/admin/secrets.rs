@@ -41,6 +41,8 @@ pub struct SubscriptionView {
     pub transform: Option<String>,
     /// Static delivery headers; values of sensitive names (authorization, *token*, …) as `***`.
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Deliveries per second at most (`null`: no limit).
+    pub rate_limit: Option<f64>,
 }
 
 impl From<&Subscription> for SubscriptionView {
@@ -61,6 +63,7 @@ impl From<&Subscription> for SubscriptionView {
             filter: s.filter.clone(),
             transform: s.transform.clone(),
             headers: crate::custom_headers::redacted(&s.headers),
+            rate_limit: s.rate_limit,
         }
     }
 }

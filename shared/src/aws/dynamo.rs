@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::{sdk_error, AwsSettings};
 use crate::decision::health::ProbeClaim;
+use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Source, Subscription};
 use crate::ports::{
@@ -51,6 +52,7 @@ use names::*;
 
 mod events;
 mod health;
+mod rate;
 
 /// The DynamoDB implementation of the store ports. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -354,6 +356,17 @@ impl SubscriptionStore for DynamoStore {
         policy: &HealthPolicy,
     ) -> StoreResult<Option<ProbeClaim>> {
         self.change_health(id, |sub| sub.apply_probe_claim(now, policy))
+            .await
+    }
+
+    async fn reserve_slot(
+        &self,
+        subscription_id: &str,
+        rate: f64,
+        now: DateTime<Utc>,
+        max_wait: Duration,
+    ) -> StoreResult<Slot> {
+        self.reserve_rate_slot(subscription_id, rate, now, max_wait)
             .await
     }
 }

@@ -13,6 +13,7 @@ mod health;
 mod intake;
 mod partial;
 mod queue;
+mod rate;
 mod stores;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ pub use health::*;
 pub use intake::*;
 pub use partial::*;
 pub use queue::*;
+pub use rate::*;
 pub use stores::*;
 
 /// Expands to one multi-threaded `#[tokio::test]` per contract check. The argument is called with
@@ -48,6 +50,7 @@ macro_rules! contract_tests {
             subscription_disable_in_place,
             health_outcomes_are_atomic,
             failing_past_disable_after_disables,
+            rate_limit_reserves_slots,
             event_insert_and_get_byte_exact,
             event_duplicate_id_is_conflict,
             event_dedup_within_window,

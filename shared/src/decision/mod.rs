@@ -12,6 +12,7 @@ use crate::domain::{Attempt, DeliveryState};
 use crate::retry::{parse_retry_after, RetryPolicy};
 
 pub mod health;
+pub mod rate;
 
 pub use health::{
     Circuit, DisabledReason, Gate, Health, HealthChange, HealthOutcome, HealthPolicy,
@@ -166,6 +167,8 @@ pub enum Outcome {
     Disabled,
     /// Not attempted: the endpoint's circuit is open until then.
     CircuitOpen { until: DateTime<Utc> },
+    /// Not attempted: the subscription's rate limit has no slot near enough; try at `until`.
+    RateLimited { until: DateTime<Utc> },
 }
 
 impl Outcome {
@@ -262,7 +265,9 @@ pub fn judge(
                 reason: SkipReason::SubscriptionDisabled,
             }
         }
-        Outcome::CircuitOpen { until } => return Verdict::Parked { until: *until },
+        Outcome::CircuitOpen { until } | Outcome::RateLimited { until } => {
+            return Verdict::Parked { until: *until }
+        }
         Outcome::Failed(DeliveryError::TransformFailed) => return Verdict::Rejected,
         Outcome::Status {
             code: 200..=299, ..

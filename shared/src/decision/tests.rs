@@ -117,6 +117,12 @@ fn judge_table() {
             Verdict::Parked { until: later },
         ),
         (
+            "rate limited: parked like an open circuit",
+            Outcome::RateLimited { until: later },
+            first,
+            Verdict::Parked { until: later },
+        ),
+        (
             "disabled",
             Outcome::Disabled,
             first,

@@ -12,6 +12,7 @@
 //! transaction per write: no write is reported done before it is on disk.
 
 mod queue;
+mod rate;
 mod retention;
 mod stores;
 #[cfg(test)]
@@ -45,7 +46,8 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 
 /// Schema migrations; entry `i` takes `PRAGMA user_version` from `i` to `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sources (
     id   TEXT PRIMARY KEY NOT NULL,
     data TEXT NOT NULL
@@ -101,7 +103,15 @@ CREATE TABLE dead_letters (
     enqueued_at      INTEGER NOT NULL,
     dead_lettered_at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Rate limits (GCRA): when each limited subscription's next delivery may go, epoch ns.
+CREATE TABLE rate_limits (
+    subscription_id TEXT PRIMARY KEY NOT NULL,
+    tat_ns          INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+];
 
 /// Every port on one SQLite database. Cheap to clone: clones share the connection, the notifier
 /// and the settings, so a process can keep one for [`Self::notifier`] and

@@ -16,6 +16,7 @@ use super::{
     SqliteBackend,
 };
 use crate::decision::health::ProbeClaim;
+use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use crate::ports::{
@@ -200,6 +201,17 @@ impl SubscriptionStore for SqliteBackend {
     ) -> StoreResult<Option<ProbeClaim>> {
         let policy = policy.clone();
         self.change_subscription(id, move |sub| sub.apply_probe_claim(now, &policy))
+            .await
+    }
+
+    async fn reserve_slot(
+        &self,
+        subscription_id: &str,
+        rate: f64,
+        now: DateTime<Utc>,
+        max_wait: Duration,
+    ) -> StoreResult<Slot> {
+        self.reserve_rate_slot(subscription_id, rate, now, max_wait)
             .await
     }
 }
