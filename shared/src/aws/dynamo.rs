@@ -17,7 +17,9 @@ use super::{sdk_error, AwsSettings};
 use crate::decision::health::ProbeClaim;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Source, Subscription};
-use crate::ports::{AttemptLog, SourceStore, StoreError, StoreResult, SubscriptionStore};
+use crate::ports::{
+    AttemptLog, AttemptPage, SourceStore, StoreError, StoreResult, SubscriptionStore,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -49,6 +51,7 @@ use names::*;
 
 mod events;
 mod health;
+mod paging;
 
 /// The DynamoDB implementation of the store ports. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -412,6 +415,18 @@ impl AttemptLog for DynamoStore {
             .into_iter()
             .map(from_item)
             .collect()
+    }
+
+    async fn attempts_for_subscription_page(
+        &self,
+        subscription_id: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<AttemptPage> {
+        self.attempts_page(subscription_id, since, until, cursor, limit)
+            .await
     }
 }
 
