@@ -12,8 +12,8 @@ use hookhub::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolic
 use hookhub::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use hookhub::ingest::{Ingestor, ReceiverConfig};
 use hookhub::ports::{
-    AttemptLog, Backend, DisableOutcome, EventQuery, EventStore, InsertOutcome, ReceivedTask,
-    SourceStore, StoreResult, SubscriptionStore, TaskQueue,
+    AttemptLog, AttemptPage, Backend, DisableOutcome, EventQuery, EventRange, EventStore,
+    InsertOutcome, ReceivedTask, SourceStore, StoreResult, SubscriptionStore, TaskQueue,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -119,6 +119,9 @@ impl EventStore for NullBackend {
     async fn list_unenqueued(&self, _: DateTime<Utc>, _: usize) -> StoreResult<Vec<Event>> {
         Ok(Vec::new())
     }
+    async fn events_page(&self, _: &EventRange, _: usize) -> StoreResult<Vec<EventSummary>> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]
@@ -131,6 +134,16 @@ impl AttemptLog for NullBackend {
     }
     async fn attempts_for_subscription(&self, _: &str, _: usize) -> StoreResult<Vec<Attempt>> {
         Ok(Vec::new())
+    }
+    async fn attempts_for_subscription_page(
+        &self,
+        _: &str,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: Option<&str>,
+        _: usize,
+    ) -> StoreResult<AttemptPage> {
+        Ok(AttemptPage::default())
     }
 }
 

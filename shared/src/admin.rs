@@ -7,7 +7,10 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+mod bulk;
 mod secrets;
+
+pub use bulk::{BulkAccepted, BulkReplayRequest, RecoverRequest};
 
 pub use secrets::{
     CreatedSubscription, HealthView, RotateSecret, SubscriptionSecret, SubscriptionView,

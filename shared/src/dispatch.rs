@@ -131,6 +131,8 @@ impl Dispatcher {
                 self.deliver_pair(&event_id, &subscription_id, series, redelivered)
                     .await?
             }
+            Task::Recover(job) => crate::bulk::run_recover_page(&self.backend, job).await?,
+            Task::Replay(job) => crate::bulk::run_replay_page(&self.backend, job).await?,
         }
         Ok(TaskOutcome::Done)
     }
@@ -595,7 +597,7 @@ fn retry_task(event: &Event, subscription: &Subscription, series: Series) -> Tas
     deliver_task(&event.id, &subscription.id, series)
 }
 
-fn deliver_task(event_id: &str, subscription_id: &str, series: Series) -> Task {
+pub(crate) fn deliver_task(event_id: &str, subscription_id: &str, series: Series) -> Task {
     Task::Deliver {
         event_id: event_id.to_string(),
         subscription_id: subscription_id.to_string(),

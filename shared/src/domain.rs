@@ -256,6 +256,58 @@ pub enum Task {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         series_start: Option<u32>,
     },
+    /// One page of a bulk recovery (`POST /v1/subscriptions/{id}/recover`); the page sends its
+    /// deliveries, then the task for the next page (`hookhub::bulk`).
+    Recover(RecoverJob),
+    /// One page of a bulk replay (`POST /v1/events/replay`), continued the same way.
+    Replay(ReplayJob),
+}
+
+/// A bulk recovery in progress: the pairs of one subscription whose latest attempt is in
+/// `states` and started within `[since, until]`, at the page after `cursor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverJob {
+    pub job_id: String,
+    pub subscription_id: String,
+    pub since: DateTime<Utc>,
+    /// Never after `started_at`: the job does not chase its own attempts.
+    pub until: DateTime<Utc>,
+    pub states: Vec<DeliveryState>,
+    /// When the admin call was made. Pairs with an attempt started since then were dealt with
+    /// (by this job, before a crash, or otherwise) and are left alone.
+    pub started_at: DateTime<Utc>,
+    /// The attempt log's page cursor; absent for the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Pairs enqueued by the pages before this one.
+    #[serde(default)]
+    pub enqueued: u64,
+}
+
+/// A bulk replay in progress: the events received within `[since, until]` (of `source_id`,
+/// with a type matching `event_type`), each to its matching enabled subscriptions or to
+/// `subscription_id` only, at the page after the event id `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayJob {
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
+    /// An exact type or a `prefix.*` filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    pub since: DateTime<Utc>,
+    /// Never after `started_at`.
+    pub until: DateTime<Utc>,
+    /// As in [`RecoverJob::started_at`].
+    pub started_at: DateTime<Utc>,
+    /// The last event id of the previous page; absent for the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Pairs enqueued by the pages before this one.
+    #[serde(default)]
+    pub enqueued: u64,
 }
 
 impl Task {
@@ -267,9 +319,11 @@ impl Task {
         serde_json::from_str(body)
     }
 
-    pub fn event_id(&self) -> &str {
+    /// The event a task is about; `None` for a bulk job's page.
+    pub fn event_id(&self) -> Option<&str> {
         match self {
-            Task::Dispatch { event_id } | Task::Deliver { event_id, .. } => event_id,
+            Task::Dispatch { event_id } | Task::Deliver { event_id, .. } => Some(event_id),
+            Task::Recover(_) | Task::Replay(_) => None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! functions and the local dev server.
 
 pub mod admin;
+pub mod bulk;
 pub mod custom_headers;
 pub mod decision;
 pub mod dedup;

@@ -145,6 +145,30 @@ pub trait EventStore: Send + Sync {
         received_before: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<Event>>;
+    /// Summaries of the events (of one source, or all) whose id is in `(range.after,
+    /// range.through]`, oldest first (ids are `evt_<ULID>`, so id order is receive order), at
+    /// most `limit`. Bulk replay pages with it: pass the last id returned as the next `after`.
+    async fn events_page(&self, range: &EventRange, limit: usize)
+        -> StoreResult<Vec<EventSummary>>;
+}
+
+/// An id range of events for [`EventStore::events_page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRange {
+    pub source_id: Option<String>,
+    /// Exclusive lower bound.
+    pub after: String,
+    /// Inclusive upper bound.
+    pub through: String,
+}
+
+/// One page of [`AttemptLog::attempts_for_subscription_page`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttemptPage {
+    pub attempts: Vec<Attempt>,
+    /// Opaque: pass back to get the next page. `None` when the range is exhausted (a `Some`
+    /// may still be followed by an empty page).
+    pub cursor: Option<String>,
 }
 
 #[async_trait]
@@ -158,6 +182,17 @@ pub trait AttemptLog: Send + Sync {
         subscription_id: &str,
         limit: usize,
     ) -> StoreResult<Vec<Attempt>>;
+    /// A subscription's attempts that started within `[since, until]`, oldest first, at most
+    /// `limit`, after `cursor` (from the previous page; `None` for the first). Bulk recovery
+    /// pages with it.
+    async fn attempts_for_subscription_page(
+        &self,
+        subscription_id: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<AttemptPage>;
 }
 
 /// A message taken from the queue; invisible to other consumers until acked or until its

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookhub::domain::{Event, EventSummary, Task};
 use hookhub::ports::{
-    Backend, EventQuery, EventStore, InsertOutcome, ReceivedTask, StoreError, StoreResult,
-    TaskQueue,
+    Backend, EventQuery, EventRange, EventStore, InsertOutcome, ReceivedTask, StoreError,
+    StoreResult, TaskQueue,
 };
 
 /// Switches that make the wrapped adapters fail.
@@ -112,5 +112,12 @@ impl EventStore for FaultyEvents {
         limit: usize,
     ) -> StoreResult<Vec<Event>> {
         self.inner.list_unenqueued(received_before, limit).await
+    }
+    async fn events_page(
+        &self,
+        range: &EventRange,
+        limit: usize,
+    ) -> StoreResult<Vec<EventSummary>> {
+        self.inner.events_page(range, limit).await
     }
 }

@@ -514,21 +514,55 @@ pub enum BackendKind {
 
 /// A dev server on `kind`, with the temp dir that holds its data (SQLite) for the test's life.
 pub async fn start_dev(kind: BackendKind, options: DevOptions) -> (DevServer, tempfile::TempDir) {
+    let (server, dir, _) = start_dev_on(kind, options).await;
+    (server, dir)
+}
+
+/// Like [`start_dev`], plus a second handle on the server's stores and queue, made on the
+/// caller's runtime (a second SQLite connection to the same file; clients on the same moto
+/// tables and queues), for tests that put tasks on the queue or read the stores directly.
+pub async fn start_dev_with_store(
+    kind: BackendKind,
+    options: DevOptions,
+) -> (DevServer, tempfile::TempDir, Backend) {
+    let (server, dir, settings) = start_dev_on(kind, options).await;
+    let store = match settings {
+        None => SqliteBackend::open(&dir.path().join("hookhub.db"))
+            .expect("open sqlite")
+            .into_backend(),
+        Some(settings) => hookhub::aws::Aws::new(&moto::sdk_config().await, settings)
+            .backend()
+            .await
+            .expect("AWS backend on moto"),
+    };
+    (server, dir, store)
+}
+
+/// The server, its data dir, and its AWS settings on moto.
+async fn start_dev_on(
+    kind: BackendKind,
+    options: DevOptions,
+) -> (
+    DevServer,
+    tempfile::TempDir,
+    Option<hookhub::aws::AwsSettings>,
+) {
     let dir = temp_dir();
-    let server = match kind {
-        BackendKind::Sqlite => DevServer::start(dir.path(), options).await,
+    match kind {
+        BackendKind::Sqlite => (DevServer::start(dir.path(), options).await, dir, None),
         BackendKind::Moto => {
             let settings = hookhub::aws::AwsSettings::with_prefix(&moto::unique_prefix());
-            DevServer::start_on(options, async move {
+            let on_server = settings.clone();
+            let server = DevServer::start_on(options, async move {
                 // Clients are built on the server's runtime so they die with it.
-                let aws = hookhub::aws::Aws::new(&moto::sdk_config().await, settings);
+                let aws = hookhub::aws::Aws::new(&moto::sdk_config().await, on_server);
                 aws.ensure_resources().await.expect("moto resources");
                 (aws.backend().await.expect("AWS backend on moto"), None)
             })
-            .await
+            .await;
+            (server, dir, Some(settings))
         }
-    };
-    (server, dir)
+    }
 }
 
 /// Runs an `async fn(BackendKind)` check as one test per backend: `mod sqlite` and `mod moto`.

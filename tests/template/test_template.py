@@ -97,6 +97,9 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
             "dynamodb:UpdateItem": MARK_ENQUEUED,
         },
         "EventsTable/index/unenqueued": unconditional("dynamodb:Query"),
+        # bulk replay pages: events_page by id range (one source, or all)
+        "EventsTable/index/by-source": unconditional("dynamodb:Query"),
+        "EventsTable/index/by-time": unconditional("dynamodb:Query"),
         # list_subscriptions, get_subscription, disable_subscription (410 Gone), health updates
         "SubscriptionsTable": {
             **unconditional("dynamodb:Scan", "dynamodb:GetItem"),
@@ -104,6 +107,8 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
         },
         # attempts_for_event, record_attempt
         "AttemptsTable": unconditional("dynamodb:Query", "dynamodb:PutItem"),
+        # bulk recovery pages: attempts_for_subscription_page
+        "AttemptsTable/index/by-subscription": unconditional("dynamodb:Query"),
         # event source mapping (receive, delete, attributes), retries and hops (send),
         # dead_letter's delete of the original
         "TaskQueue": unconditional(

@@ -19,7 +19,8 @@ use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Source, Subscription};
 use crate::ports::{
-    AttemptLog, DisableOutcome, SourceStore, StoreError, StoreResult, SubscriptionStore,
+    AttemptLog, AttemptPage, DisableOutcome, SourceStore, StoreError, StoreResult,
+    SubscriptionStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -52,6 +53,7 @@ use names::*;
 
 mod events;
 mod health;
+mod paging;
 mod rate;
 
 /// The DynamoDB implementation of the store ports. Cheap to clone.
@@ -438,6 +440,18 @@ impl AttemptLog for DynamoStore {
             .into_iter()
             .map(from_item)
             .collect()
+    }
+
+    async fn attempts_for_subscription_page(
+        &self,
+        subscription_id: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<AttemptPage> {
+        self.attempts_page(subscription_id, since, until, cursor, limit)
+            .await
     }
 }
 

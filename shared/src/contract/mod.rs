@@ -9,6 +9,7 @@
 //! calls that may return fewer messages than are visible (or long-poll), and waits of several
 //! seconds through polling loops rather than tight timing asserts.
 
+mod bulk;
 mod health;
 mod intake;
 mod partial;
@@ -25,6 +26,7 @@ use crate::domain::{new_id, Attempt, DeliveryState, Event, Secret, Source, Subsc
 use crate::ports::Backend;
 use crate::verify::VerifyConfig;
 
+pub use bulk::*;
 pub use health::*;
 pub use intake::*;
 pub use partial::*;
@@ -59,6 +61,8 @@ macro_rules! contract_tests {
             unenqueued_sweep,
             attempts_by_event_and_subscription,
             attempt_rerecord_is_idempotent,
+            attempts_paged_by_subscription,
+            events_paged_by_id_range,
             queue_send_receive_ack,
             queue_delay_hides_message,
             queue_visibility_timeout_redelivers,

@@ -35,12 +35,14 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
             "/v1/subscriptions/{id}/attempts",
             get(subscription_attempts),
         )
+        .route("/v1/subscriptions/{id}/recover", post(recover_subscription))
         .route("/v1/subscriptions/{id}/secret", get(subscription_secret))
         .route(
             "/v1/subscriptions/{id}/secret/rotate",
             post(rotate_subscription_secret),
         )
         .route("/v1/events", get(list_events))
+        .route("/v1/events/replay", post(replay_events))
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/events/{id}/attempts", get(event_attempts))
         .route("/v1/events/{id}/replay", post(replay_event))
@@ -226,4 +228,18 @@ async fn replay_event(
     let request = parse_or_default(&body)?;
     let replayed = s.admin.replay_event(&id, request).await?;
     Ok((StatusCode::ACCEPTED, Json(replayed)).into_response())
+}
+
+async fn recover_subscription(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    AdminBody(body): AdminBody,
+) -> ApiResult {
+    let accepted = s.admin.recover_subscription(&id, parse(&body)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+async fn replay_events(State(s): State<AppState>, AdminBody(body): AdminBody) -> ApiResult {
+    let accepted = s.admin.replay_events(parse(&body)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }

@@ -11,6 +11,7 @@
 //! answered after that transaction's single commit (one fsync). The promise is the same as one
 //! transaction per write: no write is reported done before it is on disk.
 
+mod paging;
 mod queue;
 mod rate;
 mod retention;

@@ -20,8 +20,8 @@ use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
 use crate::ports::{
-    AttemptLog, DisableOutcome, EventQuery, EventStore, InsertOutcome, Intake, SourceStore,
-    StoreError, StoreResult, Stored, SubscriptionStore,
+    AttemptLog, AttemptPage, DisableOutcome, EventQuery, EventRange, EventStore, InsertOutcome,
+    Intake, SourceStore, StoreError, StoreResult, Stored, SubscriptionStore,
 };
 
 /// Sources and subscriptions are only ever looked up by id, so each is an id and a JSON record.
@@ -304,9 +304,14 @@ fn query_events(c: &Connection, sql: &str, args: Vec<Value>) -> StoreResult<Vec<
 
 /// The listing's columns. `length()` of a BLOB is answered from the record header, so SQLite
 /// never reads the body (its overflow pages) for it; `headers` and `body` are not selected.
-const SUMMARY_COLUMNS: &str = "id, source_id, event_type, received_at, content_type, length(body)";
+pub(super) const SUMMARY_COLUMNS: &str =
+    "id, source_id, event_type, received_at, content_type, length(body)";
 
-fn query_summaries(c: &Connection, sql: &str, args: Vec<Value>) -> StoreResult<Vec<EventSummary>> {
+pub(super) fn query_summaries(
+    c: &Connection,
+    sql: &str,
+    args: Vec<Value>,
+) -> StoreResult<Vec<EventSummary>> {
     let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
     let rows = stmt
         .query_map(params_from_iter(args), |r| {
@@ -464,6 +469,14 @@ impl EventStore for SqliteBackend {
         ];
         self.run(move |c| query_events(c, &sql, args)).await
     }
+
+    async fn events_page(
+        &self,
+        range: &EventRange,
+        limit: usize,
+    ) -> StoreResult<Vec<EventSummary>> {
+        self.events_in_range(range, limit).await
+    }
 }
 
 /// Insert, enqueue and mark enqueued in one write: the event and its task commit together or
@@ -512,7 +525,11 @@ impl Intake for SqliteBackend {
     }
 }
 
-fn query_attempts(c: &Connection, sql: &str, args: Vec<Value>) -> StoreResult<Vec<Attempt>> {
+pub(super) fn query_attempts(
+    c: &Connection,
+    sql: &str,
+    args: Vec<Value>,
+) -> StoreResult<Vec<Attempt>> {
     let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
     let rows = stmt
         .query_map(params_from_iter(args), |r| r.get::<_, String>(0))
@@ -569,5 +586,17 @@ impl AttemptLog for SqliteBackend {
             )
         })
         .await
+    }
+
+    async fn attempts_for_subscription_page(
+        &self,
+        subscription_id: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<AttemptPage> {
+        self.attempts_page(subscription_id, since, until, cursor, limit)
+            .await
     }
 }

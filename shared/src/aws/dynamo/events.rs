@@ -17,11 +17,11 @@ use super::{
 };
 use crate::aws::sdk_error;
 use crate::domain::{Event, EventSummary};
-use crate::ports::{EventQuery, EventStore, InsertOutcome, StoreError, StoreResult};
+use crate::ports::{EventQuery, EventRange, EventStore, InsertOutcome, StoreError, StoreResult};
 
 /// Partitions of the `by-time` index: one partition would cap event ingestion at a single
 /// GSI partition's write rate (~1000 items/s).
-const LIST_SHARDS: u32 = 4;
+pub(super) const LIST_SHARDS: u32 = 4;
 /// Dedup markers live in the events table under this key prefix.
 const DEDUP_PREFIX: &str = "dedup#";
 /// How often a transaction cancelled by a concurrent one is retried.
@@ -29,7 +29,7 @@ const TRANSACTION_TRIES: u32 = 3;
 
 impl DynamoStore {
     /// Ids from a keys-only index query.
-    async fn query_event_ids(
+    pub(super) async fn query_event_ids(
         &self,
         query: QueryFluentBuilder,
         limit: usize,
@@ -113,7 +113,10 @@ impl DynamoStore {
     /// Summaries of events by id, in the order given: the body is not read, only its stored
     /// size. Events stored before sizes were (no `body_size`) have their body read, one at a
     /// time, to measure it.
-    async fn batch_get_summaries(&self, ids: &[String]) -> StoreResult<Vec<EventSummary>> {
+    pub(super) async fn batch_get_summaries(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<Vec<EventSummary>> {
         let items = self.batch_get(ids, &SummaryItem::ATTRIBUTES).await?;
         let mut summaries = Vec::with_capacity(items.len());
         for item in items {
@@ -405,6 +408,14 @@ impl EventStore for DynamoStore {
         // The index lags the table: drop events enqueued meanwhile.
         let events = self.batch_get_events(&ids).await?;
         Ok(events.into_iter().filter(|e| !e.enqueued).collect())
+    }
+
+    async fn events_page(
+        &self,
+        range: &EventRange,
+        limit: usize,
+    ) -> StoreResult<Vec<EventSummary>> {
+        self.events_in_range(range, limit).await
     }
 }
 
