@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod intake;
 pub mod jq;
 pub mod local;
+pub mod metrics;
 pub mod netguard;
 pub mod ports;
 pub mod private_files;

@@ -231,6 +231,8 @@ pub struct DevOptions {
     pub server: ServerOptions,
     /// Circuit breaker and auto-disable (the product's defaults unless a test compresses them).
     pub health: HealthPolicy,
+    /// `GET /metrics` without the admin key (`--metrics-public`).
+    pub metrics_public: bool,
 }
 
 impl Default for DevOptions {
@@ -244,6 +246,7 @@ impl Default for DevOptions {
             allow_private_targets: true,
             server: ServerOptions::default(),
             health: HealthPolicy::default(),
+            metrics_public: false,
         }
     }
 }
@@ -315,7 +318,11 @@ impl DevServer {
                 },
                 server: options.server,
             };
-            let server = LocalServer::start(backend, wake, config)
+            let metrics = hookhub::local::LocalMetrics {
+                public: options.metrics_public,
+                queue: None,
+            };
+            let server = LocalServer::start_observed(backend, wake, config, metrics)
                 .await
                 .expect("start dev server");
             let _ = tx.send(server.addr);
