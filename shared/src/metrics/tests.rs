@@ -176,3 +176,24 @@ fn a_batch_aggregates_and_splits_only_on_dimension_values() {
     assert_eq!(sub_1["outcome"], "succeeded");
     assert_eq!(sub_1["delivery_lag"].as_array().unwrap().len(), 3);
 }
+
+#[cfg(all(feature = "sqlite", feature = "prometheus"))]
+#[tokio::test]
+async fn sqlite_tells_queue_depth_and_oldest_task_age() {
+    use crate::http::QueueStats;
+    use crate::ports::TaskQueue;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = crate::sqlite::SqliteBackend::open(&dir.path().join("q.db")).unwrap();
+    assert_eq!(sqlite.queue_stats().await.unwrap(), (0, None));
+    let task = crate::domain::Task::Dispatch {
+        event_id: "evt_1".into(),
+    };
+    sqlite.send(&task, Duration::from_secs(60)).await.unwrap();
+    sqlite.send(&task, Duration::ZERO).await.unwrap();
+    let (depth, oldest) = sqlite.queue_stats().await.unwrap();
+    assert_eq!(depth, 2, "delayed tasks count too");
+    assert!(
+        oldest.is_some_and(|age| age < Duration::from_secs(60)),
+        "{oldest:?}"
+    );
+}
