@@ -185,6 +185,15 @@ async fn metrics_need_the_admin_key_unless_public() {
     assert!(body.contains("unauthorized"));
     assert_eq!(scrape(&server.base, Some("wrong")).await.0, 401);
     assert_eq!(scrape(&server.base, Some(ADMIN_KEY)).await.0, 200);
+    let post = http_client()
+        .post(format!("{}/metrics", server.base))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    let error: serde_json::Value = post.json().await.expect("a JSON error");
+    assert_eq!(error["error"]["code"], "method_not_allowed");
 
     let options = DevOptions {
         metrics_public: true,

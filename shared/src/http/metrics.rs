@@ -47,14 +47,15 @@ pub fn metrics_router(
         handle,
         queue: options.queue,
     };
-    let route = Router::new().route("/metrics", get(render).with_state(scrape));
-    if options.public {
-        return route;
+    let mut route = Router::new().route("/metrics", get(render).with_state(scrape));
+    if !options.public {
+        route = route.route_layer(middleware::from_fn_with_state(
+            state,
+            super::admin::require_admin_key,
+        ));
     }
-    route.route_layer(middleware::from_fn_with_state(
-        state,
-        super::admin::require_admin_key,
-    ))
+    // Its errors (405 on another method) are JSON like every other route's.
+    route.layer(middleware::map_response(super::error::json_errors))
 }
 
 async fn render(State(scrape): State<Scrape>) -> Response {
