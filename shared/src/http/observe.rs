@@ -64,3 +64,63 @@ pub(super) fn webhook_answered(source: &str, seen: &Seen, response: &Response, t
         "webhook"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::http::ApiError;
+
+    fn seen(duplicate: bool, handshake: bool) -> Seen {
+        Seen {
+            source_known: true,
+            duplicate,
+            handshake,
+            ..Seen::default()
+        }
+    }
+
+    #[test]
+    fn outcomes_and_reasons() {
+        let ok = || StatusCode::OK.into_response();
+        let error = |status, code| ApiError::new(status, code, "m").into_response();
+        let cases = [
+            (seen(false, false), ok(), "accepted", None),
+            (seen(true, false), ok(), "duplicate", None),
+            (seen(false, true), ok(), "handshake", None),
+            // A handshake may answer with any status the provider expects.
+            (
+                seen(false, true),
+                StatusCode::ACCEPTED.into_response(),
+                "handshake",
+                None,
+            ),
+            (
+                seen(false, false),
+                error(StatusCode::UNAUTHORIZED, "signature_invalid"),
+                "rejected",
+                Some("signature_invalid"),
+            ),
+            (
+                Seen::default(),
+                error(StatusCode::NOT_FOUND, "source_not_found"),
+                "rejected",
+                Some("source_not_found"),
+            ),
+            // An error answer without an ApiError: its status's code.
+            (
+                Seen::default(),
+                StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+                "rejected",
+                Some("payload_too_large"),
+            ),
+        ];
+        for (seen, response, expected, reason) in cases {
+            let (outcome, got) = outcome(&seen, &response);
+            assert_eq!(outcome.code(), expected, "{seen:?}");
+            assert_eq!(got.as_deref(), reason, "{seen:?}");
+        }
+    }
+}
