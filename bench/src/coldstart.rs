@@ -189,6 +189,9 @@ struct Run {
     warm_cpu_per_invocation: Option<Duration>,
     init_cpu: Option<Duration>,
     peak_rss_kib: Option<u64>,
+    /// Bytes the process wrote to stdout and stderr (its CloudWatch Logs ingestion on Lambda:
+    /// log lines and EMF metric lines), over all its invocations.
+    output_bytes: u64,
     ok: usize,
     errors: Vec<String>,
 }
@@ -209,7 +212,7 @@ async fn run_process(
         .env("AWS_LAMBDA_RUNTIME_API", &api)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("out"))?)
         .stderr(std::fs::File::create(log)?);
     let spawned = Instant::now();
     let mut child = command.spawn()?;
@@ -264,6 +267,11 @@ async fn run_process(
         warm,
         init_cpu,
         peak_rss_kib: peak,
+        output_bytes: [log.to_path_buf(), log.with_extension("out")]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum(),
         ok,
         errors: s.errors.clone(),
     })
@@ -431,6 +439,13 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             .collect();
         warm_cpu.sort_unstable();
         let warm_cpu = (!warm_cpu.is_empty()).then(|| percentile(&warm_cpu, 0.5));
+        // Log and metric output per invocation (init lines included, spread over the calls).
+        let mut output: Vec<f64> = results
+            .iter()
+            .map(|r| r.output_bytes as f64 / (warm + 1) as f64)
+            .collect();
+        output.sort_by(f64::total_cmp);
+        let output_per_call = output[output.len() / 2];
         rows.push(vec![
             function.to_string(),
             f2(size as f64 / 1_048_576.0),
@@ -441,6 +456,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             f2(ms(percentile(&warm_all, 0.99))),
             warm_cpu.map(|c| f2(ms(c))).unwrap_or_else(|| "-".into()),
             peak.map(|k| f1(k as f64 / 1024.0)).unwrap_or_default(),
+            format!("{output_per_call:.0}"),
         ]);
         out.insert(
             function.into(),
@@ -457,6 +473,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
                 "warm_cpu_ms_per_invocation": warm_cpu.map(ms),
                 "init_cpu_ms_min": init_cpu.map(ms),
                 "peak_rss_kib_max": peak,
+                "log_bytes_per_invocation": output_per_call,
             }),
         );
     }
@@ -476,6 +493,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
             "warm p99 ms",
             "warm CPU ms",
             "peak RSS MB",
+            "log B/call",
         ],
         &rows,
     );

@@ -13,6 +13,8 @@ const SQS_PER_M_REQUESTS: f64 = 0.40;
 const DYNAMO_PER_M_WRU: f64 = 0.625;
 const DYNAMO_PER_M_RRU: f64 = 0.125;
 const HTTP_API_PER_M: f64 = 1.00;
+/// CloudWatch Logs ingestion (standard class), per GB: the functions' log and EMF lines.
+const LOGS_PER_GB: f64 = 0.50;
 /// The memory setting costed (Lambda's smallest; every function's peak RSS fits in it).
 const MEMORY_MB: f64 = 128.0;
 
@@ -54,7 +56,15 @@ pub fn report(coldstart: &Value) -> Value {
     let sqs_cost = (n(r, "sqs_requests") + n(d, "sqs_requests")) * SQS_PER_M_REQUESTS;
     let dynamo_cost = (n(r, "dynamodb_wru") + n(d, "dynamodb_wru")) * DYNAMO_PER_M_WRU
         + (n(r, "dynamodb_rru") + n(d, "dynamodb_rru")) * DYNAMO_PER_M_RRU;
-    let total = lambda_cost + sqs_cost + dynamo_cost;
+    // Measured bytes per invocation (coldstart); one receiver and one dispatcher call per webhook.
+    let log_bytes = |f: &str| {
+        coldstart[f]["log_bytes_per_invocation"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    let webhook_log_bytes = log_bytes("receiver") + log_bytes("dispatcher");
+    let logs_cost = webhook_log_bytes * 1e6 / 1e9 * LOGS_PER_GB;
+    let total = lambda_cost + sqs_cost + dynamo_cost + logs_cost;
     let rows = vec![
         vec![
             "Lambda (arm64, 128 MB)".into(),
@@ -77,7 +87,20 @@ pub fn report(coldstart: &Value) -> Value {
             ),
             f2(dynamo_cost),
         ],
-        vec!["total (Lambda + SQS + DynamoDB)".into(), String::new(), f2(total)],
+        vec![
+            "CloudWatch Logs ingestion".into(),
+            format!(
+                "{webhook_log_bytes:.0} bytes of log and EMF lines (receiver {:.0} + dispatcher {:.0}, measured)",
+                log_bytes("receiver"),
+                log_bytes("dispatcher")
+            ),
+            f2(logs_cost),
+        ],
+        vec![
+            "total (Lambda + SQS + DynamoDB + Logs)".into(),
+            String::new(),
+            f2(total),
+        ],
         vec![
             "API Gateway HTTP API (not in total)".into(),
             "1 request".into(),
@@ -94,6 +117,8 @@ pub fn report(coldstart: &Value) -> Value {
         "lambda_usd": lambda_cost,
         "sqs_usd": sqs_cost,
         "dynamodb_usd": dynamo_cost,
+        "cloudwatch_logs_usd": logs_cost,
+        "log_bytes_per_webhook": webhook_log_bytes,
         "api_gateway_http_api_usd_not_in_total": HTTP_API_PER_M,
         "memory_mb": MEMORY_MB,
         "receiver_warm_ms": receiver_ms,
@@ -105,7 +130,8 @@ pub fn report(coldstart: &Value) -> Value {
             "sqs_usd_per_million_requests": SQS_PER_M_REQUESTS,
             "dynamodb_on_demand_usd_per_million_wru": DYNAMO_PER_M_WRU,
             "dynamodb_on_demand_usd_per_million_rru": DYNAMO_PER_M_RRU,
-            "http_api_usd_per_million_requests": HTTP_API_PER_M
+            "http_api_usd_per_million_requests": HTTP_API_PER_M,
+            "cloudwatch_logs_ingestion_usd_per_gb": LOGS_PER_GB
         },
         "units_per_webhook": units,
     })

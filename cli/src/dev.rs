@@ -4,6 +4,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -12,7 +13,7 @@ use hookhub::decision::HealthPolicy;
 use hookhub::delivery::DeliveryOptions;
 use hookhub::dispatch::DispatcherConfig;
 use hookhub::ingest::ReceiverConfig;
-use hookhub::local::{LocalConfig, LocalServer};
+use hookhub::local::{LocalConfig, LocalMetrics, LocalServer};
 use hookhub::private_files;
 use hookhub::retry::RetryPolicy;
 use hookhub::server::ServerOptions;
@@ -104,6 +105,9 @@ pub struct DevArgs {
         value_name = "DAYS"
     )]
     retention: u32,
+    /// Serve `GET /metrics` (Prometheus text) without the admin key, for a local scraper.
+    #[arg(long, env = "HOOKHUB_METRICS_PUBLIC")]
+    metrics_public: bool,
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -141,6 +145,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => RetryPolicy::default(),
     };
 
+    let metrics_settings = hookhub::settings::Env::process().metrics_settings()?;
+    hookhub::metrics::set_max_subscriptions(metrics_settings.max_subscriptions);
+    let mut metrics = LocalMetrics {
+        public: args.metrics_public,
+        queue: None,
+    };
     let (backend, wake, data_label) = match args.backend {
         BackendKind::Sqlite => {
             let db_path = args.data_dir.join("hookhub.db");
@@ -153,6 +163,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 tokio::spawn(sweep_every_hour(sqlite.clone(), days(args.retention)));
             }
             let wake = sqlite.notifier();
+            metrics.queue = Some(Arc::new(sqlite.clone()));
             (
                 sqlite.into_backend(),
                 Some(wake),
@@ -201,7 +212,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections,
         },
     };
-    let server = LocalServer::start(backend, wake, config).await?;
+    let server = LocalServer::start_observed(backend, wake, config, metrics).await?;
     println!("Hookhub dev server listening on http://{}", server.addr);
     println!(
         "  ingest:    POST http://{}/webhooks/{{source}}",
@@ -212,6 +223,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         server.addr
     );
     println!("  {}", key_line(&key_origin, &admin_key));
+    println!(
+        "  metrics:   GET http://{}/metrics   ({})",
+        server.addr,
+        if args.metrics_public {
+            "public"
+        } else {
+            "admin key"
+        }
+    );
     println!("  data:      {data_label}");
     println!("  {}", guard_line(args.allow_private_targets));
 

@@ -20,6 +20,7 @@ use crate::decision::{
 use crate::delivery::{DeliveryClient, DeliveryResponse};
 use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
 use crate::jq::Prepared;
+use crate::metrics::{self, DeliveryOutcome};
 use crate::operational::{self, OperationalEvent};
 use crate::ports::{Backend, DisableOutcome, ReceivedTask, StoreError};
 use crate::retry::RetryPolicy;
@@ -252,6 +253,7 @@ impl Dispatcher {
                     attempt = series.attempt,
                     "filtered out by the subscription's filter; not delivered"
                 );
+                metrics::delivery(&subscription.id, DeliveryOutcome::Filtered, None, None);
                 return Ok(());
             }
             Prepared::Deliver(payload) => Ok(payload),
@@ -312,6 +314,7 @@ impl Dispatcher {
                 reason,
                 "delivery parked"
             );
+            metrics::delivery(&subscription.id, DeliveryOutcome::Parked, None, None);
             let delay = (until - started_at).to_std().unwrap_or(Duration::ZERO);
             return self
                 .backend
@@ -320,6 +323,7 @@ impl Dispatcher {
                 .await;
         };
         let next = verdict.retry_after();
+        let response_duration = response.as_ref().map(|r| r.duration);
         let record = Attempt {
             event_id: event.id.clone(),
             subscription_id: subscription.id.clone(),
@@ -340,12 +344,13 @@ impl Dispatcher {
             event_id = %event.id,
             subscription_id = %subscription.id,
             attempt = series.attempt,
-            status = record.status_code.unwrap_or_default(),
-            error = record.error.as_deref().unwrap_or_default(),
-            state = ?state,
+            status = record.status_code,
+            error = record.error.as_deref(),
+            state = state.code(),
             duration_ms = record.duration_ms,
             "delivery attempt"
         );
+        metrics::delivery_attempted(event, subscription, verdict, &outcome, response_duration);
         self.backend.attempts.record_attempt(&record).await?;
         if verdict == Verdict::Exhausted && operational::emits_exhausted(event) {
             let exhausted = OperationalEvent::DeliveryExhausted {

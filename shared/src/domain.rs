@@ -211,6 +211,18 @@ pub enum DeliveryState {
     Skipped,
 }
 
+impl DeliveryState {
+    /// The state as logged and shown by the API (`succeeded`, `retrying`, …).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
 /// One HTTP delivery attempt to one subscriber.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {

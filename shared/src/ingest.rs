@@ -92,7 +92,13 @@ pub struct IncomingWebhook {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestOutcome {
     /// Stored and enqueued (or a duplicate of an event that is).
-    Accepted { event_id: String, duplicate: bool },
+    Accepted {
+        event_id: String,
+        duplicate: bool,
+        event_type: String,
+        /// The provider's own id of the delivery, when it sends one.
+        delivery_id: Option<String>,
+    },
     /// A provider handshake, answered without storing anything.
     Handshake(HandshakeResponse),
 }
@@ -209,7 +215,7 @@ impl Ingestor {
         let event = Event {
             id,
             source_id: source.id.clone(),
-            event_type,
+            event_type: event_type.clone(),
             received_at: inbound.now,
             content_type: header_str(&request.headers, "content-type"),
             dedup_key,
@@ -230,6 +236,8 @@ impl Ingestor {
         Ok(IngestOutcome::Accepted {
             event_id: stored.event_id,
             duplicate: stored.duplicate,
+            event_type,
+            delivery_id: meta.delivery_id,
         })
     }
 }

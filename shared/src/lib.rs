@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod intake;
 pub mod jq;
 pub mod local;
+pub mod metrics;
 pub mod netguard;
 pub mod operational;
 pub mod ports;

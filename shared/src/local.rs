@@ -39,6 +39,27 @@ pub enum LocalError {
     Client(#[from] reqwest::Error),
 }
 
+/// How the dev server serves `GET /metrics` (Prometheus text; feature `prometheus`).
+#[cfg(feature = "prometheus")]
+pub type LocalMetrics = crate::http::MetricsOptions;
+/// Without the `prometheus` feature there is no `/metrics`; `public` is ignored.
+#[cfg(not(feature = "prometheus"))]
+#[derive(Debug, Clone, Default)]
+pub struct LocalMetrics {
+    pub public: bool,
+}
+
+#[cfg(feature = "prometheus")]
+fn with_metrics(routes: axum::Router, state: AppState, metrics: LocalMetrics) -> axum::Router {
+    let handle = crate::metrics::prometheus::install();
+    routes.merge(crate::http::metrics_router(state, handle, metrics))
+}
+
+#[cfg(not(feature = "prometheus"))]
+fn with_metrics(routes: axum::Router, _: AppState, _: LocalMetrics) -> axum::Router {
+    routes
+}
+
 /// A running server; dropping it without `shutdown` leaves its tasks running.
 pub struct LocalServer {
     pub addr: SocketAddr,
@@ -55,6 +76,16 @@ impl LocalServer {
         wake: Option<Arc<Notify>>,
         config: LocalConfig,
     ) -> Result<Self, LocalError> {
+        Self::start_observed(backend, wake, config, LocalMetrics::default()).await
+    }
+
+    /// Like [`LocalServer::start`], with `GET /metrics` served as `metrics` says.
+    pub async fn start_observed(
+        backend: Backend,
+        wake: Option<Arc<Notify>>,
+        config: LocalConfig,
+        metrics: LocalMetrics,
+    ) -> Result<Self, LocalError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -70,6 +101,7 @@ impl LocalServer {
         let ingestor = Ingestor::new(backend.clone(), config.receiver.clone());
         let state = AppState::new(backend.clone(), ingestor, Some(&config.admin_key))
             .allow_private_targets(config.delivery.allow_private_targets);
+        let routes = with_metrics(router(state.clone()), state, metrics);
         let dispatcher = Dispatcher::new(backend, client, config.dispatcher.clone());
         let mut worker = Worker::new(dispatcher, config.worker.clone());
         if let Some(wake) = wake {
@@ -79,7 +111,7 @@ impl LocalServer {
         let (shutdown, signal) = watch::channel(false);
         let http = tokio::spawn(server::serve(
             listener,
-            router(state),
+            routes,
             config.server.clone(),
             config.receiver.max_header_bytes,
             signal.clone(),

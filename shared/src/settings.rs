@@ -17,6 +17,8 @@
 //! | `HOOKHUB_ADMIN_KEY_SHA256` | [`AdminKey`]: hex SHA-256 of the admin key (deployments) | — |
 //! | `HOOKHUB_ADMIN_KEY` | [`AdminKey`]: the admin key itself (local development) | — |
 //! | `HOOKHUB_CREATE_RESOURCES` | [`Env::create_resources`] (`true`/`false`) | `false` |
+//! | `HOOKHUB_METRICS_NAMESPACE` | [`MetricsSettings::namespace`] (CloudWatch EMF) | `Hookhub` |
+//! | `HOOKHUB_METRICS_MAX_SUBSCRIPTIONS` | [`MetricsSettings::max_subscriptions`] | 50 |
 //!
 //! A variable set to an empty string counts as unset.
 
@@ -28,6 +30,7 @@ use crate::dispatch::DispatcherConfig;
 use crate::domain::Secret;
 use crate::http::AppState;
 use crate::ingest::{Ingestor, ReceiverConfig};
+use crate::metrics::MetricsSettings;
 use crate::ports::Backend;
 use crate::retry::RetryPolicy;
 
@@ -208,6 +211,36 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// emulators only; deployed stacks create them with their infrastructure code.
     pub fn create_resources(&self) -> Result<bool, SettingsError> {
         self.flag("HOOKHUB_CREATE_RESOURCES")
+    }
+
+    /// `HOOKHUB_METRICS_NAMESPACE` (CloudWatch namespace of the EMF lines) and
+    /// `HOOKHUB_METRICS_MAX_SUBSCRIPTIONS` (how many subscriptions get their own `subscription`
+    /// dimension value; later ones are counted as `other`).
+    pub fn metrics_settings(&self) -> Result<MetricsSettings, SettingsError> {
+        let defaults = MetricsSettings::default();
+        let namespace = match self.get("HOOKHUB_METRICS_NAMESPACE") {
+            None => defaults.namespace,
+            Some(ns) if ns.len() <= 255 && ns.chars().all(|c| c.is_ascii_graphic()) => ns,
+            Some(ns) => {
+                return Err(invalid(
+                    "HOOKHUB_METRICS_NAMESPACE",
+                    format!("expected at most 255 visible ASCII characters, got {ns:?}"),
+                ))
+            }
+        };
+        let max_subscriptions = match self.get("HOOKHUB_METRICS_MAX_SUBSCRIPTIONS") {
+            None => defaults.max_subscriptions,
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                invalid(
+                    "HOOKHUB_METRICS_MAX_SUBSCRIPTIONS",
+                    format!("expected a number, got {v:?}"),
+                )
+            })?,
+        };
+        Ok(MetricsSettings {
+            namespace,
+            max_subscriptions,
+        })
     }
 
     /// A positive number of bytes, or `default` when unset.
@@ -500,5 +533,28 @@ mod tests {
             .admin_key()
             .unwrap_err();
         assert!(!err.to_string().contains("not-a-hash"), "{err}");
+    }
+
+    #[test]
+    fn metrics_settings() {
+        let m = env(&[]).metrics_settings().unwrap();
+        assert_eq!((m.namespace.as_str(), m.max_subscriptions), ("Hookhub", 50));
+        let m = env(&[
+            ("HOOKHUB_METRICS_NAMESPACE", "Acme/Hooks"),
+            ("HOOKHUB_METRICS_MAX_SUBSCRIPTIONS", "0"),
+        ])
+        .metrics_settings()
+        .unwrap();
+        assert_eq!(
+            (m.namespace.as_str(), m.max_subscriptions),
+            ("Acme/Hooks", 0)
+        );
+        for (var, value) in [
+            ("HOOKHUB_METRICS_NAMESPACE", "has space"),
+            ("HOOKHUB_METRICS_MAX_SUBSCRIPTIONS", "-1"),
+        ] {
+            let err = env(&[(var, value)]).metrics_settings().unwrap_err();
+            assert_eq!(invalid_var(err), var);
+        }
     }
 }

@@ -234,6 +234,8 @@ pub struct DevOptions {
     /// How far ahead a rate-limited delivery waits in-process for its slot before it is parked
     /// instead (the product's default unless a test compresses it).
     pub rate_limit_max_wait: Duration,
+    /// `GET /metrics` without the admin key (`--metrics-public`).
+    pub metrics_public: bool,
 }
 
 impl Default for DevOptions {
@@ -248,6 +250,7 @@ impl Default for DevOptions {
             server: ServerOptions::default(),
             health: HealthPolicy::default(),
             rate_limit_max_wait: DispatcherConfig::default().rate_limit_max_wait,
+            metrics_public: false,
         }
     }
 }
@@ -336,7 +339,11 @@ impl DevServer {
                 },
                 server: options.server,
             };
-            let server = LocalServer::start(backend, wake, config)
+            let metrics = hookhub::local::LocalMetrics {
+                public: options.metrics_public,
+                queue: None,
+            };
+            let server = LocalServer::start_observed(backend, wake, config, metrics)
                 .await
                 .expect("start dev server");
             let _ = tx.send(server.addr);

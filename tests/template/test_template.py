@@ -637,6 +637,50 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual(raw["AlarmTopic"]["Condition"], "HasAlarmEmail")
         self.assertEqual(raw["AlarmEmailSubscription"]["Condition"], "HasAlarmEmail")
 
+    def test_observability_alarms(self):
+        ratio = self.resources["DeliveryFailureRatioAlarm"]["Properties"]
+        self.assertEqual(ratio["Threshold"], {"Ref": "DeliveryFailureRatioThreshold"})
+        returned = [m for m in ratio["Metrics"] if m["ReturnData"]]
+        self.assertEqual([m["Id"] for m in returned], ["ratio"])
+        stats = {m["Id"]: m["MetricStat"]["Metric"] for m in ratio["Metrics"] if "MetricStat" in m}
+        self.assertEqual(set(stats), {"succeeded", "retrying", "failed", "gone"})
+        for outcome, metric in stats.items():
+            # The EMF roll-up by outcome alone (hookhub::metrics::Metric::rollups).
+            self.assertEqual(metric["MetricName"], "deliveries")
+            self.assertEqual(metric["Namespace"], {"Ref": "MetricsNamespace"})
+            self.assertEqual(metric["Dimensions"], [{"Name": "outcome", "Value": outcome}])
+        age = self.resources["OldestMessageAgeAlarm"]["Properties"]
+        self.assertEqual((age["Namespace"], age["MetricName"]), ("AWS/SQS", "ApproximateAgeOfOldestMessage"))
+        self.assertEqual(age["Dimensions"][0]["Value"], {"Fn::GetAtt": ["TaskQueue", "QueueName"]})
+        signatures = self.resources["SignatureRejectionsAlarm"]["Properties"]
+        self.assertEqual(signatures["MetricName"], "webhooks_received")
+        self.assertEqual(
+            {d["Name"]: d["Value"] for d in signatures["Dimensions"]},
+            {"outcome": "rejected", "reason": "signature_invalid"},
+        )
+        for name in ("DeliveryFailureRatioAlarm", "OldestMessageAgeAlarm", "SignatureRejectionsAlarm"):
+            props = self.resources[name]["Properties"]
+            self.assertEqual(props["TreatMissingData"], "notBreaching")
+
+    def test_functions_get_the_metrics_namespace(self):
+        env = self.raw["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["HOOKHUB_METRICS_NAMESPACE"], {"Ref": "MetricsNamespace"})
+
+    def test_dashboard_body_is_json_with_every_widget(self):
+        body, values = self.resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        self.assertEqual(set(values), {"Ns", "Dlq", "Queue"})
+        text = re.sub(r"\$\{[^}]+\}", "x", body)
+        dashboard = json.loads(text)
+        titles = [w["properties"]["title"] for w in dashboard["widgets"]]
+        metrics = json.dumps(dashboard)
+        for needed in ("webhooks_received", "deliveries", "delivery_lag", "p50", "p99",
+                       "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage",
+                       "Errors", "Throttles", "SEARCH"):
+            self.assertIn(needed, metrics)
+        self.assertEqual(len(titles), 7, titles)
+        for name in ("ReceiverFunction", "DispatcherFunction", "AdminFunction"):
+            self.assertIn("${" + name + "}", body)
+
     def test_outputs(self):
         outputs = self.template["Outputs"]
         self.assertTrue(outputs["IngestUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/{source}"))

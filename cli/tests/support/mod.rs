@@ -44,6 +44,7 @@ pub fn start_dev(backend: &str, data_dir: &Path, args: &[&str], env: &[(&str, &s
         "HOOKHUB_BACKEND",
         "HOOKHUB_DATA_DIR",
         "HOOKHUB_LISTEN",
+        "HOOKHUB_METRICS_PUBLIC",
     ] {
         command.env_remove(var);
     }

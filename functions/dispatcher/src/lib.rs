@@ -194,6 +194,8 @@ pub async fn handle_batch(ctx: &DispatcherContext, event: SqsEvent) -> SqsBatchR
         .filter_map(|failed| async move { failed })
         .collect()
         .await;
+    // The batch's metrics, aggregated, as EMF lines (a no-op unless `main` installed it).
+    hookhub::metrics::emf::flush();
     let mut response = SqsBatchResponse::default();
     response.set_failures(failed);
     response

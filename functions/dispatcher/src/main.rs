@@ -2,6 +2,7 @@
 //! at init; each SQS batch is settled record by record by `hookhub_dispatcher::handle_batch`.
 
 use hookhub::aws::Aws;
+use hookhub::metrics::emf::Output;
 use hookhub::settings::Env;
 use hookhub_dispatcher::{
     handle_batch, sweep, DispatcherContext, DispatcherInput, SqsBatchResponse,
@@ -34,6 +35,9 @@ async fn init() -> Result<DispatcherContext, Error> {
     let env = Env::process();
     let config = env.dispatcher_config()?;
     let delivery = env.delivery_options()?;
+    let metrics = env.metrics_settings()?;
+    hookhub::metrics::set_max_subscriptions(metrics.max_subscriptions);
+    hookhub::metrics::emf::install(&metrics.namespace, Output::Stdout);
     let aws = Aws::from_env().await?;
     if env.create_resources()? {
         aws.ensure_resources().await?;

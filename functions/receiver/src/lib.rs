@@ -12,4 +12,12 @@ pub fn app(backend: Backend, config: ReceiverConfig) -> Router {
     let ingestor = Ingestor::new(backend.clone(), config);
     // No admin key: the receiver serves no admin routes, and this keeps it that way.
     receiver_router(AppState::new(backend, ingestor, None))
+        .layer(axum::middleware::map_response(flush_metrics))
+}
+
+/// One invocation, one request: its metrics go out as EMF lines once it is answered (a no-op
+/// unless `main` installed the EMF recorder).
+async fn flush_metrics(response: axum::response::Response) -> axum::response::Response {
+    hookhub::metrics::emf::flush();
+    response
 }

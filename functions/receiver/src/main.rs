@@ -2,6 +2,7 @@
 //! Gateway event goes through the shared axum router.
 
 use hookhub::aws::Aws;
+use hookhub::metrics::emf::Output;
 use hookhub::settings::Env;
 use lambda_http::Error;
 
@@ -17,6 +18,8 @@ async fn main() -> Result<(), Error> {
 async fn init() -> Result<axum::Router, Error> {
     let env = Env::process();
     let config = env.receiver_config()?;
+    let metrics = env.metrics_settings()?;
+    hookhub::metrics::emf::install(&metrics.namespace, Output::Stdout);
     let aws = Aws::from_env().await?;
     if env.create_resources()? {
         aws.ensure_resources().await?;

@@ -50,7 +50,7 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, require_admin_key))
 }
 
-async fn require_admin_key(
+pub(super) async fn require_admin_key(
     State(state): State<AppState>,
     request: Request,
     next: Next,

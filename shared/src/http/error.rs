@@ -24,10 +24,18 @@ impl ApiError {
     }
 }
 
+/// The error code of an [`ApiError`] answer, kept in the response's extensions so the layers
+/// that log and count answers need not parse the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorCode(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let code = ErrorCode(self.code.clone());
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(code);
+        response
     }
 }
 

@@ -7,6 +7,9 @@ mod admin;
 pub mod body;
 mod error;
 mod extract;
+#[cfg(feature = "prometheus")]
+mod metrics;
+mod observe;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,6 +27,8 @@ use crate::verify::constant_time_eq;
 
 pub use error::{code_for_status, ApiError};
 use extract::ApiPath;
+#[cfg(feature = "prometheus")]
+pub use metrics::{metrics_router, MetricsOptions, QueueStats};
 
 /// What the routes need. Built once per process (Lambda init or server start).
 #[derive(Clone)]
@@ -118,6 +123,19 @@ async fn receive_webhook(
     ApiPath(source): ApiPath<String>,
     request: Request,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let mut seen = observe::Seen::default();
+    let response = answer_webhook(&state, &source, request, &mut seen).await;
+    observe::webhook_answered(&source, &seen, &response, started.elapsed());
+    response
+}
+
+async fn answer_webhook(
+    state: &AppState,
+    source: &str,
+    request: Request,
+    seen: &mut observe::Seen,
+) -> Response {
     let config = state.ingestor.config();
     let (parts, request_body) = request.into_parts();
     // Refused on the head alone (nothing is stored); the body is still read off the socket so
@@ -138,12 +156,27 @@ async fn receive_webhook(
         headers: parts.headers,
         body,
     };
-    match state.ingestor.handle(&source, incoming).await {
+    let result = state.ingestor.handle(source, incoming).await;
+    seen.source_known = !matches!(
+        result,
+        Err(IngestError::UnknownSource(_) | IngestError::Unavailable(_))
+    );
+    match result {
         Ok(IngestOutcome::Accepted {
             event_id,
             duplicate,
-        }) => Json(serde_json::json!({"id": event_id, "duplicate": duplicate})).into_response(),
+            event_type,
+            delivery_id,
+        }) => {
+            let answer = Json(serde_json::json!({"id": event_id, "duplicate": duplicate}));
+            seen.event_id = Some(event_id);
+            seen.event_type = Some(event_type);
+            seen.delivery_id = delivery_id;
+            seen.duplicate = duplicate;
+            answer.into_response()
+        }
         Ok(IngestOutcome::Handshake(answer)) => {
+            seen.handshake = true;
             let mut response = Response::new(Body::from(answer.body));
             *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
             let headers = response.headers_mut();

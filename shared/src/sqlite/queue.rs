@@ -271,4 +271,23 @@ impl SqliteBackend {
         })
         .await
     }
+
+    /// Age of the oldest message on the queue (by its enqueue time), if any.
+    pub async fn oldest_task_age(&self) -> StoreResult<Option<Duration>> {
+        self.run(|c| {
+            let oldest: Option<i64> = c
+                .query_row("SELECT MIN(enqueued_at) FROM queue", [], |r| r.get(0))
+                .map_err(db_err)?;
+            Ok(oldest.map(|at| Duration::from_millis(now_ms().saturating_sub(at).max(0) as u64)))
+        })
+        .await
+    }
+}
+
+#[cfg(feature = "prometheus")]
+#[async_trait]
+impl crate::http::QueueStats for SqliteBackend {
+    async fn queue_stats(&self) -> StoreResult<(usize, Option<Duration>)> {
+        Ok((self.queue_depth().await?, self.oldest_task_age().await?))
+    }
 }
