@@ -1,0 +1,69 @@
+//! Table tests of `plan()`: which attempt of a pair is delivered, skipped or re-sent.
+
+use super::*;
+
+fn attempt(n: u32, state: DeliveryState) -> Attempt {
+    Attempt {
+        event_id: "evt_1".into(),
+        subscription_id: "sub_1".into(),
+        attempt: n,
+        url: "https://example.com".into(),
+        started_at: Utc::now(),
+        duration_ms: 1,
+        status_code: Some(500),
+        error: None,
+        response_excerpt: None,
+        state,
+        next_attempt_at: (state == DeliveryState::Retrying)
+            .then(|| Utc::now() + chrono::Duration::seconds(30)),
+    }
+}
+
+fn decide(latest: Option<&Attempt>, attempt: u32, start: u32, redelivered: bool) -> &'static str {
+    match plan(latest, Series::new(attempt, start), redelivered) {
+        Plan::Deliver => "deliver",
+        Plan::Skip => "skip",
+        Plan::Resend(..) => "resend",
+    }
+}
+
+#[test]
+fn first_attempts_and_retries() {
+    assert_eq!(decide(None, 1, 1, false), "deliver");
+    let failed = attempt(1, DeliveryState::Retrying);
+    assert_eq!(decide(Some(&failed), 2, 1, false), "deliver");
+    // The same task again: already done.
+    assert_eq!(decide(Some(&failed), 1, 1, false), "skip");
+    // Redelivered after recording but maybe before scheduling: schedule again.
+    assert_eq!(decide(Some(&failed), 1, 1, true), "resend");
+}
+
+#[test]
+fn success_ends_a_series_but_not_a_replay() {
+    let ok = attempt(2, DeliveryState::Succeeded);
+    assert_eq!(decide(Some(&ok), 3, 1, false), "skip");
+    assert_eq!(decide(Some(&ok), 2, 1, true), "skip");
+    assert_eq!(decide(Some(&ok), 3, 3, false), "deliver");
+    // A replay's own retry after a success within it is not sent.
+    let replay_ok = attempt(3, DeliveryState::Succeeded);
+    assert_eq!(decide(Some(&replay_ok), 4, 3, false), "skip");
+}
+
+#[test]
+fn resent_retries_keep_their_series() {
+    let failed = attempt(5, DeliveryState::Retrying);
+    match plan(Some(&failed), Series::new(5, 5), true) {
+        Plan::Resend(
+            Task::Deliver {
+                attempt,
+                series_start,
+                ..
+            },
+            delay,
+        ) => {
+            assert_eq!((attempt, series_start), (6, Some(5)));
+            assert!(delay <= Duration::from_secs(30));
+        }
+        _ => panic!("expected a resend"),
+    }
+}
