@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, into one Python environment:
-# moto_server (AWS wire-protocol server for the DynamoDB/SQS tests) and cargo-lambda (local
-# Lambda runtime for the smoke test; it brings zig). Idempotent; fast when already installed.
+# moto_server (AWS wire-protocol server for the DynamoDB/SQS tests), cargo-lambda (local
+# Lambda runtime for the smoke test; it brings zig), and openapi-spec-validator with pytest
+# (tests/openapi). Idempotent; fast when already installed.
 set -euo pipefail
 
 python=${PYTHON:-python3}
@@ -18,6 +19,11 @@ fi
 if ! cargo lambda --version >/dev/null 2>&1; then
   echo "installing cargo-lambda"
   pip_install "cargo-lambda>=1.9,<2"
+fi
+# The OpenAPI document's validation (tests/openapi, pytest + openapi-spec-validator).
+if ! "$python" -c "import openapi_spec_validator, pytest" >/dev/null 2>&1; then
+  echo "installing openapi-spec-validator and pytest"
+  pip_install "openapi-spec-validator>=0.7,<1" "pytest>=8"
 fi
 echo "moto_server: $(command -v moto_server)"
 echo "cargo-lambda: $(cargo lambda --version)"

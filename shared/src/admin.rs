@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 mod bulk;
 mod secrets;
@@ -46,7 +47,7 @@ fn invalid(code: &'static str, message: impl Into<String>) -> AdminError {
 
 pub type AdminResult<T> = Result<T, AdminError>;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSource {
     pub id: String,
@@ -58,7 +59,7 @@ pub struct CreateSource {
 
 /// Partial update: absent fields are left as they are. In `verify`, a secret sent back as the
 /// redaction placeholder `***` keeps the stored secret at that place.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSource {
     #[serde(default)]
@@ -67,7 +68,7 @@ pub struct UpdateSource {
     pub dedup: Option<DedupConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
     pub url: String,
@@ -97,7 +98,7 @@ pub struct CreateSubscription {
 }
 
 /// Partial update: absent fields are left as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSubscription {
     pub url: Option<String>,
@@ -108,14 +109,18 @@ pub struct UpdateSubscription {
     pub enabled: Option<bool>,
     /// Absent: unchanged; `null`: removed; a program: replaced.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub filter: Option<Option<String>>,
+    /// Absent: unchanged; `null`: removed; a program: replaced.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub transform: Option<Option<String>>,
     /// Replaces all headers (`{}` removes them); a sensitive header's value sent back as `***`
     /// keeps the stored one.
     pub headers: Option<BTreeMap<String, String>>,
     /// Absent: unchanged; `null`: removed; a number: replaced.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
     pub rate_limit: Option<Option<f64>>,
 }
 
@@ -130,7 +135,7 @@ where
 }
 
 /// A source as shown through the API: secrets redacted, the dedup setting in force.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SourceView {
     pub id: String,
     pub verify: VerifyConfig,
@@ -153,13 +158,15 @@ impl From<Source> for SourceView {
 pub use crate::domain::EventSummary;
 
 /// A whole event: body as text when it is UTF-8, else base64.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventView {
     #[serde(flatten)]
     pub summary: EventSummary,
     pub dedup_key: String,
     pub headers: std::collections::BTreeMap<String, String>,
     pub body: String,
+    /// `utf8` (the body as text) or `base64`.
+    #[schema(value_type = String)]
     pub body_encoding: &'static str,
 }
 
@@ -184,20 +191,20 @@ impl From<Event> for EventView {
 }
 
 /// `POST /v1/events/{id}/replay` body; empty means every matching subscription.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayEvent {
     pub subscription_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Replayed {
     pub event_id: String,
     /// Subscriptions a delivery was enqueued for.
     pub subscriptions: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventPage {
     pub data: Vec<EventSummary>,
     /// Pass as `before` to get the next (older) page; absent on the last page.

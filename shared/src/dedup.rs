@@ -28,9 +28,11 @@ use sha2::{Digest, Sha256};
 /// outliving its event would name an event that is gone.
 pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupConfig {
+    /// `delivery_id`, `body`, `none`, `header:<name>` or `json:<pointer>`.
+    #[schema(value_type = String)]
     pub key: DedupKey,
     /// How long a key counts (humantime: `24h`, `90m`); the server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -72,7 +72,7 @@ pub struct Event {
 
 /// An event without its headers and body: what listings return, so a page of large events
 /// reads only these few fields from storage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventSummary {
     pub id: String,
     pub source_id: String,
@@ -198,7 +198,7 @@ impl Subscription {
 }
 
 /// State of one (event, subscription) delivery after an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Succeeded,
@@ -224,7 +224,7 @@ impl DeliveryState {
 }
 
 /// One HTTP delivery attempt to one subscriber.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub event_id: String,
     pub subscription_id: String,

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// A secret value (signing key, token, password). Serialises as itself (stores need it) but never
 /// shows up in `Debug` output, so it cannot leak through `tracing` fields or panics.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, description = "A secret value (signing secret, token, password).")]
 pub struct Secret(String);
 
 impl Secret {

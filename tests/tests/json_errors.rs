@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use hookhub_tests::routes::routes_in_source;
 use hookhub_tests::{temp_dir, DevOptions, DevServer, ADMIN_KEY};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -64,6 +65,7 @@ const ROUTES: &[Route] = &[
     route("GET", "/v1/events/{id}", true, Nothing),
     route("GET", "/v1/events/{id}/attempts", true, Nothing),
     route("POST", "/v1/events/{id}/replay", true, Json),
+    route("GET", "/v1/openapi.json", false, Nothing),
 ];
 
 /// Larger than any route's body limit (2 MiB for admin, 256 KiB for webhooks).
@@ -235,51 +237,6 @@ async fn every_route_answers_bad_requests_with_the_json_error_body() {
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
-}
-
-/// `(method, path)` of every `.route(…)` in the router sources, `any` read as POST (the one
-/// method the receiver accepts webhooks on).
-fn routes_in_source() -> BTreeSet<(String, String)> {
-    let sources = [
-        include_str!("../../shared/src/http/mod.rs"),
-        include_str!("../../shared/src/http/admin.rs"),
-    ];
-    let mut found = BTreeSet::new();
-    for source in sources {
-        for segment in source.split(".route(").skip(1) {
-            // The route's own text: up to the next builder call.
-            let end = [
-                ".route_layer(",
-                ".fallback(",
-                ".method_not_allowed_fallback(",
-                "\n}",
-            ]
-            .iter()
-            .filter_map(|stop| segment.find(stop))
-            .min()
-            .unwrap_or(segment.len());
-            let segment = &segment[..end];
-            let path = segment.split('"').nth(1).expect("a route path literal");
-            let methods = [
-                ("get(", "GET"),
-                ("post(", "POST"),
-                ("patch(", "PATCH"),
-                ("put(", "PUT"),
-                ("delete(", "DELETE"),
-                ("any(", "POST"),
-            ];
-            for (call, method) in methods {
-                let called = segment.match_indices(call).any(|(at, _)| {
-                    // `get(` itself, not the end of `forget(`
-                    !segment[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
-                });
-                if called {
-                    found.insert((method.to_string(), path.to_string()));
-                }
-            }
-        }
-    }
-    found
 }
 
 #[test]

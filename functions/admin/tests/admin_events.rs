@@ -213,3 +213,23 @@ async fn disabling_a_subscription_emits_an_operational_event() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(refused["error"]["code"], "reserved_source");
 }
+
+/// The OpenAPI document through the function, as API Gateway hands it over: no key needed, the
+/// same document as generated.
+#[tokio::test]
+async fn serves_the_openapi_document_without_a_key() {
+    let backend = backend().await;
+    let mut event: Value =
+        serde_json::from_str(&api_event("GET", "/v1/openapi.json", json!({}))).expect("an event");
+    event["body"] = Value::Null;
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    let (status, document) =
+        invoke(&backend, &AdminKey::from_plain(DEV_KEY), &event.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{document}");
+    let generated: Value = serde_json::from_str(&hookhub::http::openapi::document_json()).unwrap();
+    assert_eq!(document, generated);
+    assert!(document["paths"]["/v1/sources"]["post"].is_object());
+}

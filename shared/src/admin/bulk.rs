@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{invalid, Admin, AdminResult};
 use crate::bulk::{count_recover, count_replay, Count, COUNT_BUDGET};
@@ -11,7 +12,7 @@ use crate::domain::{is_valid_slug, new_id, DeliveryState, RecoverJob, ReplayJob,
 use crate::filter::is_valid_filter;
 
 /// `POST /v1/subscriptions/{id}/recover` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
     /// RFC 3339; attempts started at or after it.
@@ -28,7 +29,7 @@ pub struct RecoverRequest {
 }
 
 /// `POST /v1/events/replay` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkReplayRequest {
     #[serde(default)]
@@ -48,7 +49,7 @@ pub struct BulkReplayRequest {
 }
 
 /// The 202 answer of both.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BulkAccepted {
     /// The job's id (in its log lines); absent for a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{invalid, validate_secret, Admin, AdminResult};
 use crate::decision::{Circuit, DisabledReason, Health};
@@ -18,7 +19,7 @@ pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_ROTATION_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A subscription as listed and shown: everything but its secrets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct SubscriptionView {
     pub id: String,
     pub url: String,
@@ -27,6 +28,7 @@ pub struct SubscriptionView {
     pub label: Option<String>,
     pub enabled: bool,
     /// `enabled` or `disabled`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     /// `manual`, `gone` (410) or `failing` (failed continuously for `disable_after`).
     pub disabled_reason: Option<DisabledReason>,
@@ -69,7 +71,7 @@ impl From<&Subscription> for SubscriptionView {
 }
 
 /// A subscription's delivery health as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HealthView {
     pub consecutive_failures: u32,
     pub failing_since: Option<DateTime<Utc>>,
@@ -95,7 +97,7 @@ impl From<&Health> for HealthView {
 }
 
 /// The answer to a create: the view plus the secret, the one time it is shown unasked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CreatedSubscription {
     #[serde(flatten)]
     pub subscription: SubscriptionView,
@@ -103,7 +105,7 @@ pub struct CreatedSubscription {
 }
 
 /// `GET /v1/subscriptions/{id}/secret` and the rotation's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SubscriptionSecret {
     pub secret: Secret,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,7 +113,7 @@ pub struct SubscriptionSecret {
 }
 
 /// `POST /v1/subscriptions/{id}/secret/rotate`; an empty body generates a secret.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// A `whsec_…` secret; generated when absent.

@@ -10,6 +10,7 @@ mod extract;
 #[cfg(feature = "prometheus")]
 mod metrics;
 mod observe;
+pub mod openapi;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
