@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, into one Python environment:
-# moto_server (AWS wire-protocol server for the DynamoDB/SQS tests) and cargo-lambda (local
-# Lambda runtime for the smoke test; it brings zig). Idempotent; fast when already installed.
+# moto_server (AWS wire-protocol server for the DynamoDB/SQS tests), cargo-lambda (local
+# Lambda runtime for the smoke test; it brings zig) and Playwright (drives the web console's
+# browser test); plus Debian's `chromium` package, the browser that test runs (Playwright's own
+# browser download is never used). Idempotent; fast when already installed.
 set -euo pipefail
 
 python=${PYTHON:-python3}
@@ -19,5 +21,16 @@ if ! cargo lambda --version >/dev/null 2>&1; then
   echo "installing cargo-lambda"
   pip_install "cargo-lambda>=1.9,<2"
 fi
+if ! "$python" -c "import playwright" >/dev/null 2>&1; then
+  echo "installing playwright (Python)"
+  pip_install "playwright>=1.40,<2"
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package)"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+  $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
+fi
 echo "moto_server: $(command -v moto_server)"
 echo "cargo-lambda: $(cargo lambda --version)"
+echo "chromium: $(command -v chromium)"
