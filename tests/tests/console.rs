@@ -13,6 +13,8 @@ use hookhub_tests::{
 use serde_json::{json, Value};
 
 const SOURCE: &str = "shop";
+/// Events before the one the browser opens: one more than a page of the console's list.
+const OLDER_EVENTS: usize = 25;
 
 async fn send(server: &DevServer, n: usize) -> String {
     let body = format!(r#"{{"type":"order.created","n":{n}}}"#);
@@ -145,10 +147,18 @@ async fn stats_and_states_count_delivered_and_failing(kind: BackendKind) {
 /// attempt; no console errors, no request to another host.
 async fn console_in_chromium(kind: BackendKind) {
     let (server, _dir, _sink, sub_id) = setup(kind).await;
+    // More than a page of the list (25), the event the browser opens the newest.
+    let mut events = Vec::new();
+    for n in 0..OLDER_EVENTS {
+        events.push(send(&server, 100 + n).await);
+    }
     let event = send(&server, 1).await;
-    server
-        .wait_for_attempts(&event, |a| a.iter().any(|a| a["state"] == "succeeded"))
-        .await;
+    events.push(event.clone());
+    for id in &events {
+        server
+            .wait_for_attempts(id, |a| a.iter().any(|a| a["state"] == "succeeded"))
+            .await;
+    }
 
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let script = workspace.join("tests/console/drive_console.py");
@@ -160,7 +170,8 @@ async fn console_in_chromium(kind: BackendKind) {
         .env("HOOKHUB_ADMIN_KEY", ADMIN_KEY)
         .env("EVENT_ID", &event)
         .env("SUBSCRIPTION_ID", &sub_id)
-        .env("SOURCE_ID", SOURCE);
+        .env("SOURCE_ID", SOURCE)
+        .env("EVENT_COUNT", events.len().to_string());
     let refresh = std::env::var("HOOKHUB_CONSOLE_SCREENSHOTS").is_ok_and(|v| v == "1");
     if refresh && kind == BackendKind::Sqlite {
         command.env("SCREENSHOT_DIR", workspace.join("docs"));

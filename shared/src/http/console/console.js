@@ -335,6 +335,11 @@ async function copy(text) {
   try { await navigator.clipboard.writeText(text); flash("Copied " + text, true); } catch (_) { flash("Copy by hand: " + text, true); }
 }
 
+// The field holding a scheme's shared secret (`secret`, a token's `value`, …), if any.
+function secretField(scheme) {
+  return (SCHEMES[scheme] || []).map((f) => f.replace("?", "")).find((f) => SECRET_FIELDS.includes(f));
+}
+
 function setPath(obj, path, value) {
   const keys = path.split(".");
   let o = obj;
@@ -346,7 +351,8 @@ async function sourcesPage(view) {
   const list = h("div", { id: "sources" });
   const scheme = h("select", { id: "new-scheme", onchange: () => fields() }, Object.keys(SCHEMES).map((s) => h("option", { value: s }, s)));
   const fieldBox = h("div", { id: "scheme-fields" });
-  const idInput = h("input", { id: "new-id", required: true, pattern: "[a-z0-9][a-z0-9_-]*", placeholder: "github" });
+  // The id's rules are the API's (its 422 is shown as is).
+  const idInput = h("input", { id: "new-id", required: true, placeholder: "github" });
   const form = h("form", { class: "card", id: "new-source", onsubmit: create },
     h("label", { for: "new-id" }, "Source id"), idInput,
     h("label", { for: "new-scheme" }, "Verification scheme"), scheme, fieldBox,
@@ -373,11 +379,13 @@ async function sourcesPage(view) {
     const res = await guarded(() => api("POST", "/v1/sources", { id: idInput.value.trim(), verify }));
     if (res) { flash("Created source " + res.id + "; its ingest URL: " + ingestUrl(res.id), true); form.reset(); fields(); load(); }
   }
-  async function rotate(s) {
-    const secret = prompt("New secret for " + s.id + " (the provider must sign with it from now on):");
+  async function rotate(s, field) {
+    const secret = prompt("New " + field + " for " + s.id + " (the provider must use it from now on):");
     if (!secret) return;
-    const verify = Object.assign({}, s.verify, { secret });
-    delete verify.secrets;
+    // The other fields go back as listed: their redacted secrets (***) keep the stored ones.
+    const verify = JSON.parse(JSON.stringify(s.verify));
+    if (field === "secret") delete verify.secrets;
+    setPath(verify, field, secret);
     const res = await guarded(() => api("PATCH", "/v1/sources/" + enc(s.id), { verify }));
     if (res) flash("Secret of " + s.id + " replaced", true);
   }
@@ -388,8 +396,8 @@ async function sourcesPage(view) {
       h("tr", { "data-source": s.id }, h("td", { class: "mono" }, s.id), h("td", {}, s.verify.scheme),
         h("td", { class: "mono" }, ingestUrl(s.id), " ", h("button", { type: "button", onclick: () => copy(ingestUrl(s.id)) }, "Copy")),
         h("td", {}, when(s.created_at)),
-        h("td", {}, SCHEMES[s.verify.scheme] && SCHEMES[s.verify.scheme].includes("secret")
-          ? h("button", { type: "button", onclick: () => rotate(s) }, "Rotate secret") : ""))), "No sources yet."));
+        h("td", {}, secretField(s.verify.scheme)
+          ? h("button", { type: "button", onclick: () => rotate(s, secretField(s.verify.scheme)) }, "Rotate secret") : ""))), "No sources yet."));
   }
   fields();
   await load();
