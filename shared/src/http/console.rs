@@ -110,6 +110,21 @@ mod tests {
         assert!(total <= 150 * 1024, "console assets are {total} bytes");
     }
 
+    /// The create form's table of scheme fields (in `console.js`) names every scheme of the
+    /// provider catalog, and no other.
+    #[test]
+    fn scheme_form_follows_the_catalog() {
+        let js = ASSETS.iter().find(|(n, _, _)| *n == "console.js").unwrap().2;
+        let start = js.find("const SCHEMES = {").expect("SCHEMES table");
+        let table = &js[start..start + js[start..].find("};").unwrap()];
+        let named = table.matches("\": [").count();
+        for info in crate::verify::CATALOG {
+            let key = format!("\"{}\": [", info.scheme);
+            assert!(table.contains(&key), "console.js has no fields for {}", info.scheme);
+        }
+        assert_eq!(named, crate::verify::CATALOG.len(), "{table}");
+    }
+
     #[test]
     fn no_inline_script_or_style_and_no_other_host() {
         let (_, _, html) = ASSETS[0];
