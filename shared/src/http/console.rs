@@ -114,13 +114,21 @@ mod tests {
     /// provider catalog, and no other.
     #[test]
     fn scheme_form_follows_the_catalog() {
-        let js = ASSETS.iter().find(|(n, _, _)| *n == "console.js").unwrap().2;
+        let js = ASSETS
+            .iter()
+            .find(|(n, _, _)| *n == "console.js")
+            .unwrap()
+            .2;
         let start = js.find("const SCHEMES = {").expect("SCHEMES table");
         let table = &js[start..start + js[start..].find("};").unwrap()];
         let named = table.matches("\": [").count();
         for info in crate::verify::CATALOG {
             let key = format!("\"{}\": [", info.scheme);
-            assert!(table.contains(&key), "console.js has no fields for {}", info.scheme);
+            assert!(
+                table.contains(&key),
+                "console.js has no fields for {}",
+                info.scheme
+            );
         }
         assert_eq!(named, crate::verify::CATALOG.len(), "{table}");
     }
