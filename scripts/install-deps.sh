@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, into one Python environment:
 # moto_server (AWS wire-protocol server for the DynamoDB/SQS tests), cargo-lambda (local
-# Lambda runtime for the smoke test; it brings zig), and openapi-spec-validator with pytest
-# (tests/openapi). Idempotent; fast when already installed.
+# Lambda runtime for the smoke test; it brings zig), openapi-spec-validator with pytest
+# (tests/openapi) and Playwright (drives the web console's browser test); plus Debian's
+# `chromium` package, the browser that test runs (Playwright's own browser download is never
+# used). Idempotent; fast when already installed.
 set -euo pipefail
 
 python=${PYTHON:-python3}
@@ -14,7 +16,8 @@ pip_install() {
 
 if ! moto_server --help >/dev/null 2>&1; then
   echo "installing moto[server]"
-  pip_install "moto[server]>=5,<6"
+  # Exactly the version tests/moto_server.py's patches were written and profiled against.
+  pip_install "moto[server]==5.2.1"
 fi
 if ! cargo lambda --version >/dev/null 2>&1; then
   echo "installing cargo-lambda"
@@ -25,5 +28,16 @@ if ! "$python" -c "import openapi_spec_validator, pytest" >/dev/null 2>&1; then
   echo "installing openapi-spec-validator and pytest"
   pip_install "openapi-spec-validator>=0.7,<1" "pytest>=8"
 fi
+if ! "$python" -c "import playwright" >/dev/null 2>&1; then
+  echo "installing playwright (Python)"
+  pip_install "playwright>=1.40,<2"
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package)"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+  $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
+fi
 echo "moto_server: $(command -v moto_server)"
 echo "cargo-lambda: $(cargo lambda --version)"
+echo "chromium: $(command -v chromium)"

@@ -9,9 +9,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 mod bulk;
+mod overview;
 mod secrets;
 
 pub use bulk::{BulkAccepted, BulkReplayRequest, RecoverRequest};
+pub use overview::{
+    event_state, parse_window, EventState, EventStateView, Stats, STATES_MAX_IDS, STATS_MAX_ROWS,
+    STATS_MAX_WINDOW,
+};
 
 pub use secrets::{
     CreatedSubscription, HealthView, RotateSecret, SubscriptionSecret, SubscriptionView,

@@ -388,6 +388,24 @@ impl DevServer {
             .await;
     }
 
+    /// Posts a JSON webhook to `source` (one that accepts it unsigned); returns the event id.
+    pub async fn post_event(&self, source: &str, body: &str) -> String {
+        let response = http_client()
+            .post(self.ingest_url(source))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("webhook request");
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(
+            status.is_success(),
+            "POST /webhooks/{source}: {status} {answer}"
+        );
+        answer["id"].as_str().expect("event id").to_owned()
+    }
+
     /// An event's attempt log, through the admin API.
     pub async fn attempts(&self, event_id: &str) -> Vec<Value> {
         self.admin()

@@ -9,6 +9,7 @@ pub fn routes_in_source() -> BTreeSet<(String, String)> {
     let sources = [
         include_str!("../../shared/src/http/mod.rs"),
         include_str!("../../shared/src/http/admin.rs"),
+        include_str!("../../shared/src/http/console.rs"),
     ];
     let mut found = BTreeSet::new();
     for source in sources {

@@ -610,6 +610,8 @@ class TemplateTest(unittest.TestCase):
                 ("POST", "/webhooks/{source}", "ReceiverFunction"),
                 ("GET", "/webhooks/{source}", "ReceiverFunction"),
                 ("ANY", "/v1/{proxy+}", "AdminFunction"),
+                ("GET", "/console", "AdminFunction"),
+                ("GET", "/console/{proxy+}", "AdminFunction"),
             },
         )
         api = self.resources["HttpApi"]["Properties"]

@@ -42,10 +42,15 @@ const fn route(method: &'static str, path: &'static str, admin: bool, reads: Rea
 
 use Reads::{Json, Nothing, Query, Raw};
 
-/// Every route (shared/src/http/mod.rs and admin.rs): adding one is one line here.
+/// Every route (shared/src/http/mod.rs, admin.rs and console.rs): adding one is one line here.
 const ROUTES: &[Route] = &[
     route("POST", "/webhooks/{source}", false, Raw),
     route("GET", "/healthz", false, Nothing),
+    route("GET", "/console", false, Nothing),
+    route("GET", "/console/", false, Nothing),
+    route("GET", "/console/{file}", false, Nothing),
+    route("GET", "/v1/stats", true, Nothing),
+    route("GET", "/v1/events/states", true, Query),
     route("GET", "/v1/sources", true, Nothing),
     route("POST", "/v1/sources", true, Json),
     route("GET", "/v1/sources/{id}", true, Nothing),

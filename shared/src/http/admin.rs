@@ -44,6 +44,8 @@ use crate::admin::{
     get_event,
     event_attempts,
     replay_event,
+    super::console::stats,
+    super::console::event_states,
 ))]
 pub(super) struct AdminApi;
 
@@ -75,6 +77,8 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
             post(rotate_subscription_secret),
         )
         .route("/v1/events", get(list_events))
+        .route("/v1/events/states", get(super::console::event_states))
+        .route("/v1/stats", get(super::console::stats))
         .route("/v1/events/replay", post(replay_events))
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/events/{id}/attempts", get(event_attempts))

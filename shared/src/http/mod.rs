@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod body;
+mod console;
 mod error;
 mod extract;
 #[cfg(feature = "prometheus")]
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(receiver_routes())
         .merge(admin::routes(state.clone()))
+        .merge(console::routes())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -106,6 +108,7 @@ pub fn receiver_router(state: AppState) -> Router {
 pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .merge(admin::routes(state.clone()))
+        .merge(console::routes())
         .fallback(not_found)
         .layer(middleware::map_response(error::json_errors))
         .with_state(state)

@@ -63,6 +63,13 @@ pub struct AttemptList {
     data: Vec<Attempt>,
 }
 
+/// `GET /v1/events/states`, in the order of the ids asked for.
+#[derive(ToSchema)]
+#[allow(dead_code)] // schema only
+pub struct EventStateList {
+    data: Vec<crate::admin::EventStateView>,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
