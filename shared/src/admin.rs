@@ -8,9 +8,11 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 mod bulk;
+mod events_query;
 mod secrets;
 
 pub use bulk::{BulkAccepted, BulkReplayRequest, RecoverRequest};
+pub use events_query::{EventSearch, EventsQuery, Order, MAX_WAIT, POLL_INTERVAL, SETTLE};
 
 pub use secrets::{
     CreatedSubscription, HealthView, RotateSecret, SubscriptionSecret, SubscriptionView,

@@ -190,25 +190,26 @@ async fn subscription_attempts(
     listed(s.admin.subscription_attempts(&id, q.limit).await?)
 }
 
-#[derive(Debug, Deserialize)]
-struct EventsQuery {
-    source: Option<String>,
-    before: Option<String>,
-    limit: Option<usize>,
-}
-
+/// `?source=&type=&since=&before=&after=&wait=&limit=` (see [`crate::admin::EventsQuery`]).
 async fn list_events(
     State(s): State<AppState>,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    query: Result<Query<crate::admin::EventsQuery>, QueryRejection>,
 ) -> ApiResult {
     let Ok(Query(q)) = query else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
-            "expected ?source=&before=&limit=<number>",
+            "expected ?source=&type=&since=&before=&after=&wait=&limit=<number>",
         ));
     };
-    ok(s.admin.list_events(q.source, q.before, q.limit).await?)
+    // A bad query parameter is a bad request (400), as a malformed query is.
+    let search = q.validate(chrono::Utc::now()).map_err(|e| match e {
+        crate::admin::AdminError::Invalid { code, message } => {
+            ApiError::new(StatusCode::BAD_REQUEST, code, message)
+        }
+        other => ApiError::from(other),
+    })?;
+    ok(s.admin.search_events(search).await?)
 }
 
 async fn get_event(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
