@@ -270,3 +270,39 @@ fn every_verb_has_an_example_in_its_help() {
         );
     }
 }
+
+/// `hookhub dev`'s flags and variables go through the settings' parsers: a value the Lambdas
+/// would refuse is refused here too, naming the variable.
+#[test]
+fn dev_refuses_what_the_settings_parsers_refuse() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (
+            &["--allow-private-targets", "maybe"],
+            &[],
+            "HOOKHUB_ALLOW_PRIVATE_TARGETS",
+        ),
+        (
+            &[],
+            &[("HOOKHUB_METRICS_PUBLIC", "maybe")],
+            "HOOKHUB_METRICS_PUBLIC",
+        ),
+        (&["--idle-timeout", "0s"], &[], "HOOKHUB_IDLE_TIMEOUT"),
+        (&["--max-body-bytes", "0"], &[], "HOOKHUB_MAX_BODY_BYTES"),
+    ];
+    for (args, env, var) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_hookhub"))
+            .arg("dev")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("HOOKHUB_METRICS_PUBLIC")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains(var), "{args:?} {env:?}: {stderr}");
+    }
+}
