@@ -17,6 +17,7 @@ use hookhub::local::{LocalConfig, LocalMetrics, LocalServer};
 use hookhub::private_files;
 use hookhub::retry::RetryPolicy;
 use hookhub::server::ServerOptions;
+use hookhub::settings::parse;
 use hookhub::sqlite::SqliteBackend;
 use hookhub::worker::WorkerOptions;
 
@@ -50,28 +51,28 @@ pub struct DevArgs {
     #[arg(long, env = "HOOKHUB_RETRY_SCHEDULE")]
     retry_schedule: Option<String>,
     /// Largest accepted webhook body, in bytes.
-    #[arg(long, default_value_t = 256 * 1024, env = "HOOKHUB_MAX_BODY_BYTES")]
+    #[arg(long, default_value_t = 256 * 1024, env = "HOOKHUB_MAX_BODY_BYTES", value_parser = |v: &str| parse::bytes("HOOKHUB_MAX_BODY_BYTES", v))]
     max_body_bytes: usize,
     /// Largest accepted webhook request headers (names + values), in bytes; larger get 431.
-    #[arg(long, default_value_t = 64 * 1024, env = "HOOKHUB_MAX_HEADER_BYTES", value_parser = positive)]
+    #[arg(long, default_value_t = 64 * 1024, env = "HOOKHUB_MAX_HEADER_BYTES", value_parser = |v: &str| parse::bytes("HOOKHUB_MAX_HEADER_BYTES", v))]
     max_header_bytes: usize,
     /// How long a client may take to send a request's headers.
-    #[arg(long, default_value = "10s", env = "HOOKHUB_HEADER_READ_TIMEOUT", value_parser = humantime_duration)]
+    #[arg(long, default_value = "10s", env = "HOOKHUB_HEADER_READ_TIMEOUT", value_parser = |v: &str| parse::duration("HOOKHUB_HEADER_READ_TIMEOUT", v))]
     header_read_timeout: Duration,
     /// How long a client may take to send a request's whole body (then 408).
-    #[arg(long, default_value = "30s", env = "HOOKHUB_BODY_READ_TIMEOUT", value_parser = humantime_duration)]
+    #[arg(long, default_value = "30s", env = "HOOKHUB_BODY_READ_TIMEOUT", value_parser = |v: &str| parse::duration("HOOKHUB_BODY_READ_TIMEOUT", v))]
     body_read_timeout: Duration,
     /// How long a kept-alive connection may sit with no request before it is closed.
-    #[arg(long, default_value = "15s", env = "HOOKHUB_IDLE_TIMEOUT", value_parser = humantime_duration)]
+    #[arg(long, default_value = "15s", env = "HOOKHUB_IDLE_TIMEOUT", value_parser = |v: &str| parse::duration("HOOKHUB_IDLE_TIMEOUT", v))]
     idle_timeout: Duration,
     /// Most connections served at once; more wait until one closes.
-    #[arg(long, default_value_t = 1024, env = "HOOKHUB_MAX_CONNECTIONS", value_parser = positive)]
+    #[arg(long, default_value_t = 1024, env = "HOOKHUB_MAX_CONNECTIONS", value_parser = |v: &str| parse::count("HOOKHUB_MAX_CONNECTIONS", v))]
     max_connections: usize,
     /// How long a repeated delivery id (or identical body) counts as a duplicate.
-    #[arg(long, default_value = "24h", env = "HOOKHUB_DEDUP_WINDOW", value_parser = humantime_duration)]
+    #[arg(long, default_value = "24h", env = "HOOKHUB_DEDUP_WINDOW", value_parser = |v: &str| parse::duration("HOOKHUB_DEDUP_WINDOW", v))]
     dedup_window: Duration,
     /// How long a task being processed stays hidden from other consumers.
-    #[arg(long, default_value = "120s", env = "HOOKHUB_VISIBILITY_TIMEOUT", value_parser = humantime_duration)]
+    #[arg(long, default_value = "120s", env = "HOOKHUB_VISIBILITY_TIMEOUT", value_parser = |v: &str| parse::duration("HOOKHUB_VISIBILITY_TIMEOUT", v))]
     visibility_timeout: Duration,
     /// A subscription failing continuously this long is disabled (reason `failing`); 0 = never.
     #[arg(long, default_value = "5d", env = "HOOKHUB_DISABLE_AFTER", value_parser = disable_after)]
@@ -80,10 +81,10 @@ pub struct DevArgs {
     #[arg(long, default_value_t = 10, env = "HOOKHUB_BREAKER_THRESHOLD")]
     breaker_threshold: u32,
     /// Wait before the first probe of an open circuit; doubles with each re-opening.
-    #[arg(long, default_value = "30s", env = "HOOKHUB_BREAKER_BACKOFF", value_parser = humantime_duration)]
+    #[arg(long, default_value = "30s", env = "HOOKHUB_BREAKER_BACKOFF", value_parser = |v: &str| parse::duration("HOOKHUB_BREAKER_BACKOFF", v))]
     breaker_backoff: Duration,
     /// Longest wait between probes of an open circuit.
-    #[arg(long, default_value = "10m", env = "HOOKHUB_BREAKER_MAX_BACKOFF", value_parser = humantime_duration)]
+    #[arg(long, default_value = "10m", env = "HOOKHUB_BREAKER_MAX_BACKOFF", value_parser = |v: &str| parse::duration("HOOKHUB_BREAKER_MAX_BACKOFF", v))]
     breaker_max_backoff: Duration,
     /// Deliver to loopback, private and other non-public addresses (true: local sinks work);
     /// false turns the SSRF guard on, as in deployments.
@@ -92,7 +93,7 @@ pub struct DevArgs {
         default_value_t = true,
         env = "HOOKHUB_ALLOW_PRIVATE_TARGETS",
         action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new(),
+        value_parser = |v: &str| parse::flag("HOOKHUB_ALLOW_PRIVATE_TARGETS", v),
         value_name = "true|false"
     )]
     allow_private_targets: bool,
@@ -102,33 +103,23 @@ pub struct DevArgs {
         long,
         default_value_t = 30,
         env = "HOOKHUB_RETENTION_DAYS",
-        value_name = "DAYS"
+        value_name = "DAYS",
+        value_parser = |v: &str| parse::retention_days("HOOKHUB_RETENTION_DAYS", v)
     )]
     retention: u32,
     /// Serve `GET /metrics` (Prometheus text) without the admin key, for a local scraper.
-    #[arg(long, env = "HOOKHUB_METRICS_PUBLIC")]
+    #[arg(
+        long,
+        env = "HOOKHUB_METRICS_PUBLIC",
+        action = clap::ArgAction::SetTrue,
+        value_parser = |v: &str| parse::flag("HOOKHUB_METRICS_PUBLIC", v)
+    )]
     metrics_public: bool,
-}
-
-fn positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{s:?} is not a positive number")),
-    }
 }
 
 /// Checked here, read in `run` (clap cannot hold an `Option` that means "never").
 fn disable_after(s: &str) -> Result<String, String> {
     HealthPolicy::parse_disable_after(s).map(|_| s.to_owned())
-}
-
-fn humantime_duration(s: &str) -> Result<Duration, String> {
-    hookhub::retry::RetryPolicy::parse_schedule(s)
-        .map_err(|e| e.to_string())
-        .and_then(|d| match d.as_slice() {
-            [one] => Ok(*one),
-            _ => Err(format!("{s:?} is not a single duration")),
-        })
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -160,7 +151,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             // processing when it stopped are picked up again at once, not after their timeout.
             sqlite.release_inflight().await?;
             if args.retention > 0 {
-                tokio::spawn(sweep_every_hour(sqlite.clone(), days(args.retention)));
+                tokio::spawn(sweep_every_hour(
+                    sqlite.clone(),
+                    parse::retention(args.retention),
+                ));
             }
             let wake = sqlite.notifier();
             metrics.queue = Some(Arc::new(sqlite.clone()));
@@ -241,10 +235,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn days(n: u32) -> Duration {
-    Duration::from_secs(u64::from(n) * 86_400)
-}
-
 /// The SQLite counterpart of the DynamoDB TTL: deletes what is older than `retention` soon
 /// after start, then every hour, in small batches that ingest writes interleave with.
 async fn sweep_every_hour(sqlite: SqliteBackend, retention: Duration) {
@@ -287,15 +277,11 @@ async fn aws_backend(retention_days: u32) -> anyhow::Result<(hookhub::ports::Bac
         Err(AwsConfigError::Missing(_)) => AwsSettings::with_prefix("hookhub-"),
         Err(e) => return Err(e.into()),
     };
-    // The TTL stamped on items; "forever" is a TTL far beyond any deployment's life.
-    settings.retention = days(if retention_days == 0 {
-        36_500
-    } else {
-        retention_days
-    });
+    // The TTL stamped on items (`--retention`, which reads the same variable).
+    settings.retention = parse::retention(retention_days);
     let aws = Aws::new(&load_sdk_config().await, settings);
     let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
-    if endpoint.is_some() || std::env::var("HOOKHUB_CREATE_RESOURCES").as_deref() == Ok("true") {
+    if endpoint.is_some() || hookhub::settings::Env::process().create_resources()? {
         aws.ensure_resources()
             .await
             .context("creating DynamoDB tables and SQS queues")?;

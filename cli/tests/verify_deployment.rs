@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod support;
-use support::{start_dev, Dev};
+use support::{moto_env, start_dev, Dev};
 
 /// The step lines a passing run prints, in order.
 const STEPS: [&str; 10] = [
@@ -117,21 +117,7 @@ fn verify_deployment_passes_against_hookhub_dev_on_moto() {
     let moto = hookhub_tests::moto::MotoServer::start().expect("start moto_server");
     let tmp = tempfile::tempdir().unwrap();
     // A fresh moto: the default `hookhub-…` tables and queues, created by the dev server.
-    let dev = start_dev(
-        "aws",
-        tmp.path(),
-        &[],
-        &[
-            ("AWS_ENDPOINT_URL", moto.endpoint()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", hookhub_tests::moto::REGION),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            // No shared config or credentials of the machine's user.
-            ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ],
-    );
+    let dev = start_dev("aws", tmp.path(), &[], &moto_env(&moto));
     assert!(dev.banner.contains("data:"), "{}", dev.banner);
     passes_then_fails_with_a_wrong_key(&dev, tmp.path());
 }

@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 mod bulk;
+mod events_query;
 mod overview;
 mod secrets;
 
 pub use bulk::{BulkAccepted, BulkReplayRequest, RecoverRequest};
+pub use events_query::{EventSearch, EventsQuery, Order, MAX_WAIT, POLL_INTERVAL, SETTLE};
 pub use overview::{
     event_state, parse_window, EventState, EventStateView, Stats, STATES_MAX_IDS, STATS_MAX_ROWS,
     STATS_MAX_WINDOW,

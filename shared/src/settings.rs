@@ -24,6 +24,8 @@
 
 use std::fmt;
 
+pub mod parse;
+
 use crate::decision::HealthPolicy;
 use crate::delivery::DeliveryOptions;
 use crate::dispatch::DispatcherConfig;
@@ -48,7 +50,7 @@ pub enum SettingsError {
     Invalid { var: &'static str, reason: String },
 }
 
-fn invalid(var: &'static str, reason: impl Into<String>) -> SettingsError {
+pub(crate) fn invalid(var: &'static str, reason: impl Into<String>) -> SettingsError {
     SettingsError::Invalid {
         var,
         reason: reason.into(),
@@ -89,15 +91,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         let defaults = ReceiverConfig::default();
         let max_body_bytes = self.bytes("HOOKHUB_MAX_BODY_BYTES", defaults.max_body_bytes)?;
         let max_header_bytes = self.bytes("HOOKHUB_MAX_HEADER_BYTES", defaults.max_header_bytes)?;
-        let dedup_window = match self.get("HOOKHUB_DEDUP_WINDOW") {
-            None => defaults.dedup_window,
-            Some(v) => humantime::parse_duration(&v).map_err(|e| {
-                invalid(
-                    "HOOKHUB_DEDUP_WINDOW",
-                    format!("expected a duration such as 24h or 90m, got {v:?} ({e})"),
-                )
-            })?,
-        };
+        let dedup_window = self.duration("HOOKHUB_DEDUP_WINDOW", defaults.dedup_window)?;
         let public_url = match self.get("HOOKHUB_PUBLIC_URL") {
             None => None,
             Some(v) => Some(public_url(&v)?),
@@ -173,16 +167,8 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         var: &'static str,
         default: std::time::Duration,
     ) -> Result<std::time::Duration, SettingsError> {
-        match self.get(var) {
-            None => Ok(default),
-            Some(v) => match humantime::parse_duration(&v) {
-                Ok(d) if !d.is_zero() => Ok(d),
-                _ => Err(invalid(
-                    var,
-                    format!("expected a duration such as 30s or 10m, got {v:?}"),
-                )),
-            },
-        }
+        self.get(var)
+            .map_or(Ok(default), |v| parse::duration(var, &v))
     }
 
     /// `HOOKHUB_ALLOW_PRIVATE_TARGETS` (default false: the SSRF guard stays on).
@@ -245,27 +231,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     /// A positive number of bytes, or `default` when unset.
     fn bytes(&self, var: &'static str, default: usize) -> Result<usize, SettingsError> {
-        match self.get(var) {
-            None => Ok(default),
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(invalid(
-                    var,
-                    format!("expected a positive number of bytes, got {v:?}"),
-                )),
-            },
-        }
+        self.get(var).map_or(Ok(default), |v| parse::bytes(var, &v))
     }
 
     fn flag(&self, var: &'static str) -> Result<bool, SettingsError> {
-        match self.get(var) {
-            None => Ok(false),
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(invalid(var, format!("expected true or false, got {v:?}"))),
-            },
-        }
+        self.get(var).map_or(Ok(false), |v| parse::flag(var, &v))
     }
 }
 
@@ -328,6 +298,21 @@ impl AdminKey {
             }
             AdminKeyRepr::Plain(key) => AppState::new(backend, ingestor, Some(key.expose())),
         }
+    }
+}
+
+impl AdminKey {
+    /// The state of a process serving only the admin API with this key: no ingestor.
+    pub fn admin_state(&self, backend: Backend) -> AppState {
+        use sha2::{Digest, Sha256};
+        let hash: [u8; 32] = match &self.0 {
+            AdminKeyRepr::Sha256Hex(hex_hash) => hex::decode(hex_hash)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .expect("the hash was checked to be 32 bytes of hex when read"),
+            AdminKeyRepr::Plain(key) => Sha256::digest(key.expose().as_bytes()).into(),
+        };
+        AppState::admin_only(backend, hash)
     }
 }
 
@@ -525,6 +510,25 @@ mod tests {
             .unwrap();
         assert_eq!(plain, AdminKey::from_plain("dev-key"));
         assert!(!format!("{plain:?}").contains("dev-key"));
+    }
+
+    /// The admin function's state: no ingestor, and the key (either form) still checked.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn admin_state_builds_no_ingestor() {
+        let backend = crate::sqlite::SqliteBackend::open_in_memory()
+            .unwrap()
+            .into_backend();
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
+        for key in [
+            AdminKey::from_plain("test"),
+            AdminKey::from_sha256_hex(hash).unwrap(),
+        ] {
+            let state = key.admin_state(backend.clone());
+            assert!(state.ingestor.is_none(), "{key:?}");
+            assert!(state.admin_key_matches("test"), "{key:?}");
+            assert!(!state.admin_key_matches("other"), "{key:?}");
+        }
     }
 
     #[test]

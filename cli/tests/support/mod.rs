@@ -82,3 +82,18 @@ pub fn start_dev(backend: &str, data_dir: &Path, args: &[&str], env: &[(&str, &s
         banner: lines.join("\n"),
     }
 }
+
+/// The environment of a `hookhub dev --backend aws` on `moto`: its endpoint, test credentials,
+/// and none of the machine user's AWS configuration.
+#[allow(dead_code)] // Only the moto tests use it.
+pub fn moto_env(moto: &hookhub_tests::moto::MotoServer) -> Vec<(&'static str, &str)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", hookhub_tests::moto::REGION),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ]
+}

@@ -4,7 +4,6 @@
 
 use axum::Router;
 use hookhub::http::admin_router;
-use hookhub::ingest::{Ingestor, ReceiverConfig};
 use hookhub::ports::Backend;
 use hookhub::settings::AdminKey;
 
@@ -18,10 +17,9 @@ pub fn app(backend: Backend, key: &AdminKey) -> Router {
 /// (`Env::delivery_options`), so the admin API accepts exactly the literal targets the
 /// dispatcher would deliver to.
 pub fn app_with_targets(backend: Backend, key: &AdminKey, allow_private_targets: bool) -> Router {
-    // The admin routes never ingest; the ingestor is only part of the shared state.
-    let ingestor = Ingestor::new(backend.clone(), ReceiverConfig::default());
+    // The admin routes never ingest: the state has no ingestor.
     admin_router(
-        key.app_state(backend, ingestor)
+        key.admin_state(backend)
             .allow_private_targets(allow_private_targets),
     )
 }

@@ -8,8 +8,7 @@ use utoipa::ToSchema;
 
 use super::{invalid, Admin, AdminResult};
 use crate::bulk::{count_recover, count_replay, Count, COUNT_BUDGET};
-use crate::domain::{is_valid_slug, new_id, DeliveryState, RecoverJob, ReplayJob, Task};
-use crate::filter::is_valid_filter;
+use crate::domain::{new_id, DeliveryState, RecoverJob, ReplayJob, Task};
 
 /// `POST /v1/subscriptions/{id}/recover` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -106,22 +105,7 @@ impl Admin {
     pub async fn replay_events(&self, req: BulkReplayRequest) -> AdminResult<BulkAccepted> {
         let now = Utc::now();
         let (since, until) = range(&req.since, req.until.as_deref(), now)?;
-        if let Some(source) = &req.source {
-            if !is_valid_slug(source) {
-                return Err(invalid(
-                    "invalid_source",
-                    format!("{source:?} is not a source id"),
-                ));
-            }
-        }
-        if let Some(filter) = &req.event_type {
-            if !is_valid_filter(filter) {
-                return Err(invalid(
-                    "invalid_event_type",
-                    format!("{filter:?} is not an event type or a `prefix.*` filter"),
-                ));
-            }
-        }
+        super::events_query::check_selection(req.source.as_deref(), req.event_type.as_deref())?;
         if let Some(sub_id) = &req.subscription_id {
             enabled(&self.load_subscription(sub_id).await?)?;
         }

@@ -6,6 +6,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 
+use crate::settings::parse;
+
 /// Default retention of events and attempts (their DynamoDB TTL).
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
@@ -40,14 +42,8 @@ pub struct AwsSettings {
     pub retention: Duration,
 }
 
-/// A missing or malformed configuration variable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AwsConfigError {
-    #[error("missing configuration: set {0}")]
-    Missing(&'static str),
-    #[error("invalid {var}: {reason}")]
-    Invalid { var: &'static str, reason: String },
-}
+/// A missing or malformed configuration variable: the settings' one error type.
+pub use crate::settings::SettingsError as AwsConfigError;
 
 impl AwsSettings {
     /// Every resource named from one prefix: tables `{prefix}sources`, `{prefix}subscriptions`,
@@ -78,7 +74,7 @@ impl AwsSettings {
     ///   prefix is set;
     /// - `HOOKHUB_QUEUE_URL` or else `HOOKHUB_QUEUE_NAME`;
     /// - `HOOKHUB_DLQ_URL` or else `{HOOKHUB_QUEUE_NAME}-dlq`;
-    /// - `HOOKHUB_RETENTION_DAYS` (default 30).
+    /// - `HOOKHUB_RETENTION_DAYS` (default 30; `0` keeps items forever).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, AwsConfigError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let prefix = get("HOOKHUB_TABLE_PREFIX");
@@ -104,15 +100,7 @@ impl AwsSettings {
         };
         let retention = match get("HOOKHUB_RETENTION_DAYS") {
             None => days(DEFAULT_RETENTION_DAYS),
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if (1..=3650).contains(&n) => days(n),
-                _ => {
-                    return Err(AwsConfigError::Invalid {
-                        var: "HOOKHUB_RETENTION_DAYS",
-                        reason: format!("expected a number of days from 1 to 3650, got {v:?}"),
-                    })
-                }
-            },
+            Some(v) => parse::retention(parse::retention_days("HOOKHUB_RETENTION_DAYS", &v)?),
         };
         Ok(Self {
             sources_table: table("HOOKHUB_SOURCES_TABLE", "sources")?,

@@ -365,39 +365,35 @@ async fn subscription_attempts(
     listed(s.admin.subscription_attempts(&id, q.limit).await?)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct EventsQuery {
-    /// Only events of this source.
-    source: Option<String>,
-    /// An event id (a page's `next_cursor`): only events older than it.
-    before: Option<String>,
-    /// Page size, 1-1000; 50 when absent.
-    limit: Option<usize>,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/events",
     tag = "events",
-    params(EventsQuery),
+    params(crate::admin::EventsQuery),
     responses(
-        (status = 200, description = "A page of events, newest first, without headers or body", body = EventPage),
-        (status = 422, description = "`invalid_limit`: `limit` is not within 1-1000", body = ErrorBody),
+        (status = 200, description = "A page of events without headers or body: newest first, or oldest first with `after` (the long poll)", body = EventPage),
+        (status = 400, description = "`invalid_limit`, `invalid_since`, `invalid_after`, `invalid_wait`, `invalid_source`, `invalid_event_type`, `invalid_query`", body = ErrorBody),
     )
 )]
 async fn list_events(
     State(s): State<AppState>,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    query: Result<Query<crate::admin::EventsQuery>, QueryRejection>,
 ) -> ApiResult {
     let Ok(Query(q)) = query else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
-            "expected ?source=&before=&limit=<number>",
+            "expected ?source=&type=&since=&before=&after=&wait=&limit=<number>",
         ));
     };
-    ok(s.admin.list_events(q.source, q.before, q.limit).await?)
+    // A bad query parameter is a bad request (400), as a malformed query is.
+    let search = q.validate(chrono::Utc::now()).map_err(|e| match e {
+        crate::admin::AdminError::Invalid { code, message } => {
+            ApiError::new(StatusCode::BAD_REQUEST, code, message)
+        }
+        other => ApiError::from(other),
+    })?;
+    ok(s.admin.search_events(search).await?)
 }
 
 #[utoipa::path(

@@ -35,7 +35,8 @@ pub use metrics::{metrics_router, MetricsOptions, QueueStats};
 /// What the routes need. Built once per process (Lambda init or server start).
 #[derive(Clone)]
 pub struct AppState {
-    pub ingestor: Ingestor,
+    /// `None` in a state built for the admin routes alone ([`AppState::admin_only`]).
+    pub ingestor: Option<Ingestor>,
     pub admin: Admin,
     admin_key_hash: Option<[u8; 32]>,
 }
@@ -44,7 +45,7 @@ impl AppState {
     /// `admin_key`: the bearer token of the admin API; `None` refuses every admin request.
     pub fn new(backend: Backend, ingestor: Ingestor, admin_key: Option<&str>) -> Self {
         Self {
-            ingestor,
+            ingestor: Some(ingestor),
             admin: Admin::new(backend),
             admin_key_hash: admin_key.map(|k| Sha256::digest(k.as_bytes()).into()),
         }
@@ -60,10 +61,20 @@ impl AppState {
         let bytes = hex::decode(hex_hash.trim()).ok()?;
         let hash: [u8; 32] = bytes.try_into().ok()?;
         Some(Self {
-            ingestor,
+            ingestor: Some(ingestor),
             admin: Admin::new(backend),
             admin_key_hash: Some(hash),
         })
+    }
+
+    /// For [`admin_router`] alone (the admin function): no ingestor is built. `admin_key_hash`
+    /// is the SHA-256 of the admin key.
+    pub fn admin_only(backend: Backend, admin_key_hash: [u8; 32]) -> Self {
+        Self {
+            ingestor: None,
+            admin: Admin::new(backend),
+            admin_key_hash: Some(admin_key_hash),
+        }
     }
 
     /// Whether subscription URLs may name non-public IP literals: the SSRF guard setting of the
@@ -74,7 +85,7 @@ impl AppState {
     }
 
     /// Compares hashes so the comparison is constant-time and independent of key length.
-    fn admin_key_matches(&self, presented: &str) -> bool {
+    pub(crate) fn admin_key_matches(&self, presented: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         self.admin_key_hash
             .is_some_and(|expected| constant_time_eq(&expected, &presented))
@@ -140,7 +151,11 @@ async fn answer_webhook(
     request: Request,
     seen: &mut observe::Seen,
 ) -> Response {
-    let config = state.ingestor.config();
+    let Some(ingestor) = &state.ingestor else {
+        // Not reached: only a state with an ingestor serves the receiver routes.
+        return not_found().await.into_response();
+    };
+    let config = ingestor.config();
     let (parts, request_body) = request.into_parts();
     // Refused on the head alone (nothing is stored); the body is still read off the socket so
     // the client, busy sending it, gets the answer.
@@ -160,7 +175,7 @@ async fn answer_webhook(
         headers: parts.headers,
         body,
     };
-    let result = state.ingestor.handle(source, incoming).await;
+    let result = ingestor.handle(source, incoming).await;
     seen.source_known = !matches!(
         result,
         Err(IngestError::UnknownSource(_) | IngestError::Unavailable(_))
