@@ -235,7 +235,8 @@ pub struct Attempt {
     pub duration_ms: u64,
     /// HTTP status when the subscriber answered.
     pub status_code: Option<u16>,
-    /// Error code when it did not: a [`DeliveryError`](crate::decision::DeliveryError) code.
+    /// Error code when it did not (`DeliveryError::code`): `timeout`, `connect`, `dns`, `tls`,
+    /// `blocked`, `request`, `signing` or `transform_failed`.
     pub error: Option<String>,
     /// First bytes of the response body (at most 4 KiB, lossy UTF-8).
     pub response_excerpt: Option<String>,
