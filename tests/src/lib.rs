@@ -27,6 +27,7 @@ use serde_json::Value;
 pub mod faults;
 pub mod proxy;
 pub mod raw;
+pub mod throttle;
 
 /// An HTTP client for tests. reqwest is built without a crypto provider (`rustls-no-provider`,
 /// so no aws-lc-rs is linked into the functions when a build unifies features); this installs
