@@ -11,7 +11,8 @@
 #   5. tests/template/                 (least privilege, DLQ, TTL, batch failures, secrets;
 #      the KMS grants, domain resources and outputs of every parameter combination)
 #   6. each parameter combination of tests/template/combinations.py (custom domain off/on/on
-#      with a hosted zone, KMS key off/on, concurrency caps and alarm e-mail unset/set), rendered
+#      with a hosted zone, KMS key off/on, concurrency caps and alarm e-mail unset/set; and
+#      Ingress HttpApi/FunctionUrl x Capacity OnDemand/Provisioned without a domain), rendered
 #      as the template with those values as defaults: cfn-lint, `sam validate --lint`, and
 #      checkov (the IaC scanner reviewers run), which must report no failed check: every finding
 #      is fixed, or skipped in template.yaml with a `checkov:skip` comment giving the reason
@@ -47,7 +48,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-build) build=false ;;
     -h | --help)
-      sed -n '2,41p' "$0"
+      sed -n '2,42p' "$0"
       exit 0
       ;;
     *)

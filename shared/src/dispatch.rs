@@ -351,7 +351,7 @@ impl Dispatcher {
             "delivery attempt"
         );
         metrics::delivery_attempted(event, subscription, verdict, &outcome, response_duration);
-        self.backend.attempts.record_attempt(&record).await?;
+        record_patiently(&*self.backend.attempts, &record).await?;
         if verdict == Verdict::Exhausted && operational::emits_exhausted(event) {
             let exhausted = OperationalEvent::DeliveryExhausted {
                 subscription_id: subscription.id.clone(),
@@ -583,6 +583,37 @@ fn plan(latest: Option<&Attempt>, series: Series, redelivered: bool) -> Plan {
         }
         _ => Plan::Skip,
     }
+}
+
+/// Extra rounds of [`record_patiently`] after the store's own (SDK) retries, and the first pause.
+const RECORD_ROUNDS: u32 = 3;
+const RECORD_PAUSE: Duration = Duration::from_millis(200);
+
+/// Logs an attempt, trying a transient failure again a few times (200, 400, 800 ms apart): an
+/// attempt delivered but not logged is delivered again when its task runs again, a duplicate
+/// for the subscriber. Under sustained throttling the SDK's own retries alone lose about one
+/// attempt write in 400 (tests/tests/throttling.rs).
+async fn record_patiently(
+    attempts: &dyn crate::ports::AttemptLog,
+    record: &Attempt,
+) -> Result<(), StoreError> {
+    let mut pause = RECORD_PAUSE;
+    for _ in 0..RECORD_ROUNDS {
+        match attempts.record_attempt(record).await {
+            Err(StoreError::Unavailable(error)) => {
+                tracing::warn!(
+                    event_id = %record.event_id,
+                    subscription_id = %record.subscription_id,
+                    error = %error,
+                    "attempt log write failed; trying again"
+                );
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    attempts.record_attempt(record).await
 }
 
 fn latest_attempts(attempts: Vec<Attempt>) -> HashMap<String, Attempt> {

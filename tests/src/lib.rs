@@ -28,6 +28,7 @@ pub mod faults;
 pub mod proxy;
 pub mod raw;
 pub mod routes;
+pub mod throttle;
 
 /// An HTTP client for tests. reqwest is built without a crypto provider (`rustls-no-provider`,
 /// so no aws-lc-rs is linked into the functions when a build unifies features); this installs

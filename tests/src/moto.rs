@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use hookhub::aws::aws_config::{Region, SdkConfig};
+use hookhub::aws::aws_config::{ConfigLoader, Region, SdkConfig};
 use hookhub::aws::aws_sdk_dynamodb::config::Credentials;
 use hookhub::aws::{Aws, AwsSettings};
 use hookhub::ports::Backend;
@@ -161,12 +161,15 @@ pub fn shared_moto() -> &'static MotoServer {
 /// An SDK config for `endpoint` with dummy credentials and a fixed region, set explicitly so
 /// nothing depends on (or changes) the process environment.
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    sdk_config_loader_for(endpoint).load().await
+}
+
+/// The loader behind [`sdk_config_for`], for a test that adjusts more (e.g. the retry backoff).
+pub fn sdk_config_loader_for(endpoint: &str) -> ConfigLoader {
     hookhub::aws::sdk_config_loader()
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await
 }
 
 /// An SDK config for the shared server.

@@ -44,11 +44,26 @@ EXTRA_OPTIONS = {
     },
 }
 
-# The Ingress parameter (API Gateway or a function URL) does not exist yet: when it does, it is
-# one more dimension here.
+# Ingress (API Gateway or function URLs) and Capacity (on-demand or provisioned with auto
+# scaling). The defaults (HttpApi, OnDemand) run with every option above; the other modes with
+# the key and extra options, without a custom domain (function URLs take none: a rule refuses
+# it; the domain does not touch the tables).
+INGRESS_OPTIONS = {"http-api": {}, "function-url": {"Ingress": "FunctionUrl"}}
+CAPACITY_OPTIONS = {"on-demand": {}, "provisioned": {"Capacity": "Provisioned"}}
+
 COMBINATIONS: dict[str, dict[str, str]] = {
     f"{d}_{k}_{e}": {**DOMAIN_OPTIONS[d], **KMS_OPTIONS[k], **EXTRA_OPTIONS[e]}
     for d, k, e in itertools.product(DOMAIN_OPTIONS, KMS_OPTIONS, EXTRA_OPTIONS)
+}
+COMBINATIONS |= {
+    f"no-domain_{k}_{e}_{i}_{c}": {
+        **KMS_OPTIONS[k],
+        **EXTRA_OPTIONS[e],
+        **INGRESS_OPTIONS[i],
+        **CAPACITY_OPTIONS[c],
+    }
+    for k, e, i, c in itertools.product(KMS_OPTIONS, EXTRA_OPTIONS, INGRESS_OPTIONS, CAPACITY_OPTIONS)
+    if (i, c) != ("http-api", "on-demand")
 }
 
 # The checkov findings a setting fixes, and the resources whose skip comment says so.

@@ -117,6 +117,9 @@ class DeploymentOptionsTest(unittest.TestCase):
                     self.assertIs(props.get("SqsManagedSseEnabled"), True, queue)
                     self.assertNotIn("KmsMasterKeyId", props, queue)
             for group in LOG_GROUPS:
+                if group == "ApiAccessLogGroup" and parameters.get("Ingress") == "FunctionUrl":
+                    self.assertNotIn(group, resources)  # no API, no access log
+                    continue
                 self.assertEqual(resources[group]["Properties"].get("KmsKeyId"), KEY if kms else None, group)
             topic = resources.get("AlarmTopic")
             self.assertEqual(topic is not None, "AlarmEmail" in parameters)
@@ -172,6 +175,8 @@ class DeploymentOptionsTest(unittest.TestCase):
 
     def test_outputs_and_public_url_follow_the_domain(self):
         for _, parameters, deployed in self.each():
+            if parameters.get("Ingress") == "FunctionUrl":
+                continue  # test_ingress_and_capacity.py
             outputs = deployed["Outputs"]
             domain = "DomainName" in parameters
             base = "https://${DomainName}" if domain else EXECUTE_API

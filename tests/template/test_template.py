@@ -593,17 +593,23 @@ class TemplateTest(unittest.TestCase):
             self.assertEqual(globals_env[variable], {"Ref": logical_id})
 
     def test_routes(self):
-        routes = set()
         for name, function in self.functions().items():
             for event in function["Properties"].get("Events", {}).values():
-                if event["Type"] == "HttpApi":
-                    props = event["Properties"]
-                    self.assertEqual(props["ApiId"], {"Ref": "HttpApi"})
-                    self.assertEqual(props["PayloadFormatVersion"], "2.0")
-                    routes.add((props["Method"], props["Path"], name))
-                else:
-                    # An `SQS` event would attach AWSLambdaSQSQueueExecutionRole (sqs:* on *).
-                    self.assertNotEqual(event["Type"], "SQS", name)
+                # Routes are ApiGatewayV2 resources (Ingress); an `SQS` event would attach
+                # AWSLambdaSQSQueueExecutionRole (sqs:* on *).
+                self.assertNotIn(event["Type"], ("HttpApi", "Api", "SQS"), name)
+        routes = set()
+        for resource in self.resources.values():
+            if resource["Type"] == "AWS::ApiGatewayV2::Route":
+                props = resource["Properties"]
+                self.assertEqual(props["ApiId"], {"Ref": "HttpApi"})
+                integration = props["Target"]["Fn::Sub"].removeprefix("integrations/${").rstrip("}")
+                target = self.resources[integration]["Properties"]
+                self.assertEqual(target["PayloadFormatVersion"], "2.0")
+                self.assertEqual(target["IntegrationType"], "AWS_PROXY")
+                function = target["IntegrationUri"]["Fn::GetAtt"][0]
+                method, path = props["RouteKey"].split(" ")
+                routes.add((method, path, function))
         self.assertEqual(
             routes,
             {
@@ -614,11 +620,11 @@ class TemplateTest(unittest.TestCase):
                 ("GET", "/console/{proxy+}", "AdminFunction"),
             },
         )
-        api = self.resources["HttpApi"]["Properties"]
+        stage = self.resources["HttpApiStage"]["Properties"]
         # The `$default` stage: lambda_http sees unprefixed paths.
-        self.assertNotIn("StageName", api)
-        self.assertIn("ThrottlingRateLimit", api["DefaultRouteSettings"])
-        self.assertIn("ThrottlingBurstLimit", api["DefaultRouteSettings"])
+        self.assertEqual((stage["StageName"], stage["AutoDeploy"]), ("$default", True))
+        self.assertIn("ThrottlingRateLimit", stage["DefaultRouteSettings"])
+        self.assertIn("ThrottlingBurstLimit", stage["DefaultRouteSettings"])
 
     def test_sweep_schedule_invokes_the_dispatcher(self):
         sweep = self.resources["DispatcherFunction"]["Properties"]["Events"]["Sweep"]

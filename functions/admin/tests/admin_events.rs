@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 
 const CREATE_SOURCE: &str = include_str!("../../../events/admin-create-source.json");
 const LIST_SOURCES: &str = include_str!("../../../events/admin-list-sources.json");
+/// The listing through a Lambda function URL (template `Ingress=FunctionUrl`).
+const FUNCTION_URL_LIST_SOURCES: &str =
+    include_str!("../../../events/admin-function-url-list-sources.json");
 
 /// The bearer token in the sample events, and its SHA-256 (`printf %s KEY | sha256sum`).
 const DEV_KEY: &str = "hh_dev_admin_key";
@@ -56,6 +59,11 @@ async fn sample_events_create_and_list_a_source() {
         !listed.contains("my-github-secret"),
         "secrets are redacted: {listed}"
     );
+
+    // The same listing through a function URL (route key `$default`, no path parameters).
+    let (status, via_url) = invoke(&backend, &key, FUNCTION_URL_LIST_SOURCES).await;
+    assert_eq!(status, StatusCode::OK, "{via_url}");
+    assert!(via_url.to_string().contains("\"github\""), "{via_url}");
 
     // Created again: the id is taken.
     let (status, conflict) = invoke(&backend, &key, CREATE_SOURCE).await;

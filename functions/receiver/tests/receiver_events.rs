@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 
 const WEBHOOK: &str = include_str!("../../../events/receiver-webhook.json");
 const BAD_SIGNATURE: &str = include_str!("../../../events/receiver-bad-signature.json");
+/// The same delivery through a Lambda function URL (template `Ingress=FunctionUrl`): payload
+/// v2 too, but route key `$default` and no path parameters.
+const FUNCTION_URL: &str = include_str!("../../../events/receiver-function-url.json");
 
 /// What the sample events are signed with (see `docs/local-lambda.md`).
 const GITHUB_SECRET: &str = "my-github-secret";
@@ -148,4 +151,33 @@ async fn the_receiver_serves_no_admin_routes() {
     event["headers"]["authorization"] = json!("Bearer anything");
     let (status, _) = invoke(&backend, &event.to_string()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn function_url_sample_is_stored_and_enqueued_like_the_http_api_one() {
+    let (aws, backend) = with_github_source().await;
+
+    let (status, answer) = invoke(&backend, FUNCTION_URL).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let event_id = answer["id"].as_str().expect("event id").to_string();
+    let event = backend
+        .events
+        .get_event(&event_id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(
+        (event.source_id.as_str(), event.event_type.as_str()),
+        ("github", "push")
+    );
+    assert!(event.enqueued);
+    assert_eq!(visible_messages(&aws).await, 1);
+
+    // The same delivery through API Gateway is recognised as the duplicate it is.
+    let (status, again) = invoke(&backend, WEBHOOK).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (again["duplicate"].as_bool(), again["id"].as_str()),
+        (Some(true), Some(event_id.as_str()))
+    );
 }
