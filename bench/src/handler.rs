@@ -180,7 +180,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
         source_json: source.to_string(),
     }));
     let ingestor = Ingestor::new(backend.clone(), ReceiverConfig::default());
-    let app = hookhub::http::receiver_router(hookhub::http::AppState::new(backend, ingestor, None));
+    let app = hookhub::http::receiver_router(ingestor);
     let mut rows = Vec::new();
     let mut out = serde_json::Map::new();
     for size in [1024usize, 64 * 1024] {

@@ -118,7 +118,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
         }))?)
         .await?;
     let ingestor = Ingestor::new(backend.clone(), ReceiverConfig::default());
-    let app = hookhub::http::receiver_router(hookhub::http::AppState::new(backend, ingestor, None));
+    let app = hookhub::http::receiver_router(ingestor);
 
     // Warm-up, then the baseline.
     ingest(&app, "warm", n / 5, None).await?;

@@ -3,15 +3,14 @@
 //! configuration and hands [`app`] to `lambda_http::run`; tests call [`app`] directly.
 
 use axum::Router;
-use hookhub::http::{receiver_router, AppState};
+use hookhub::http::receiver_router;
 use hookhub::ingest::{Ingestor, ReceiverConfig};
 use hookhub::ports::Backend;
 
 /// The receiver's HTTP service on `backend`. Built once per process (Lambda init).
 pub fn app(backend: Backend, config: ReceiverConfig) -> Router {
-    let ingestor = Ingestor::new(backend.clone(), config);
-    // No admin key: the receiver serves no admin routes, and this keeps it that way.
-    receiver_router(AppState::new(backend, ingestor, None))
+    // The ingestor alone: no admin service, no admin key, no admin routes.
+    receiver_router(Ingestor::new(backend, config))
         .layer(axum::middleware::map_response(flush_metrics))
 }
 

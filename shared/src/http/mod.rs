@@ -94,9 +94,11 @@ impl AppState {
 
 /// Receiver and admin routes together (the dev server).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(receiver_routes())
-        .merge(admin::routes(state.clone()))
+    let mut app = Router::new();
+    if let Some(ingestor) = state.ingestor.clone() {
+        app = app.merge(receiver_routes().with_state(ingestor));
+    }
+    app.merge(admin::routes(state.clone()))
         .merge(console::routes())
         .route(
             "/healthz",
@@ -107,12 +109,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Only the webhook ingest routes (the receiver function).
-pub fn receiver_router(state: AppState) -> Router {
+/// Only the webhook ingest routes (the receiver function): no admin service is built.
+pub fn receiver_router(ingestor: Ingestor) -> Router {
     receiver_routes()
         .fallback(not_found)
         .layer(middleware::map_response(error::json_errors))
-        .with_state(state)
+        .with_state(ingestor)
 }
 
 /// Only the admin routes (the admin function).
@@ -125,7 +127,7 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn receiver_routes() -> Router<AppState> {
+fn receiver_routes() -> Router<Ingestor> {
     Router::new().route("/webhooks/{source}", any(receive_webhook))
 }
 
@@ -134,27 +136,23 @@ async fn not_found() -> ApiError {
 }
 
 async fn receive_webhook(
-    State(state): State<AppState>,
+    State(ingestor): State<Ingestor>,
     ApiPath(source): ApiPath<String>,
     request: Request,
 ) -> Response {
     let started = std::time::Instant::now();
     let mut seen = observe::Seen::default();
-    let response = answer_webhook(&state, &source, request, &mut seen).await;
+    let response = answer_webhook(&ingestor, &source, request, &mut seen).await;
     observe::webhook_answered(&source, &seen, &response, started.elapsed());
     response
 }
 
 async fn answer_webhook(
-    state: &AppState,
+    ingestor: &Ingestor,
     source: &str,
     request: Request,
     seen: &mut observe::Seen,
 ) -> Response {
-    let Some(ingestor) = &state.ingestor else {
-        // Not reached: only a state with an ingestor serves the receiver routes.
-        return not_found().await.into_response();
-    };
     let config = ingestor.config();
     let (parts, request_body) = request.into_parts();
     // Refused on the head alone (nothing is stored); the body is still read off the socket so
