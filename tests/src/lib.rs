@@ -24,9 +24,12 @@ use hookhub::sqlite::SqliteBackend;
 use hookhub::worker::WorkerOptions;
 use serde_json::Value;
 
+pub mod capacity;
+pub mod cost_model;
 pub mod faults;
 pub mod proxy;
 pub mod raw;
+pub mod recorder;
 
 /// An HTTP client for tests. reqwest is built without a crypto provider (`rustls-no-provider`,
 /// so no aws-lc-rs is linked into the functions when a build unifies features); this installs
