@@ -76,7 +76,7 @@ impl Recorder {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
-            client: crate::http_client(),
+            client: relay_client(),
             calls: calls.clone(),
         };
         let app = axum::Router::new().fallback(relay).with_state(shared);
@@ -119,6 +119,17 @@ pub fn price(calls: &[Call], mark: usize) -> Vec<(Call, Units)> {
     priced
 }
 
+/// A client that opens a connection per call: after a burst, moto closes the idle keep-alive
+/// connections of a pool, and a call relayed on one of them would fail (each of the SDK's
+/// retries picking another stale one).
+fn relay_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("relay client")
+}
+
 async fn relay(
     State(shared): State<Shared>,
     method: Method,
@@ -137,7 +148,11 @@ async fn relay(
         .request(method, format!("{}{path}", shared.upstream))
         .body(body.clone());
     for (name, value) in &headers {
-        if name != "host" && name != "content-length" {
+        // Hop-by-hop and length headers are the relay's own business.
+        if !matches!(
+            name.as_str(),
+            "host" | "content-length" | "connection" | "transfer-encoding" | "expect"
+        ) {
             request = request.header(name, value);
         }
     }
