@@ -10,6 +10,7 @@
 
 mod coldstart;
 mod cost;
+mod cost_measure;
 mod delivery;
 mod handler;
 mod ingest;
@@ -61,6 +62,9 @@ enum Command {
     RateLimit(Common),
     /// The criterion results under target/criterion as one table with ratios to the raw MAC.
     MicroReport(Common),
+    /// The measured cost model: every DynamoDB and SQS call of N webhooks on moto, recorded
+    /// and priced, for 1 and 10 subscribers and 1 KiB / 64 KiB bodies.
+    Cost(CostArgs),
     /// (internal) The bare axum server used as the loop-back ceiling.
     #[command(hide = true)]
     ServeBaseline,
@@ -93,6 +97,22 @@ pub struct Common {
     /// Where criterion wrote its results (micro-report).
     #[arg(long, default_value = "target/criterion")]
     pub criterion_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CostArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Also write `bench/cost.json` and the generated cost sections of README.md and
+    /// bench/README.md under this repository root.
+    #[arg(long)]
+    pub write_docs: Option<PathBuf>,
+    /// Receiver warm duration (ms) to price, as measured by `coldstart`.
+    #[arg(long, default_value_t = cost_measure::RECEIVER_WARM_MS)]
+    pub receiver_ms: f64,
+    /// Dispatcher warm duration per task (ms) to price, as measured by `coldstart`.
+    #[arg(long, default_value_t = cost_measure::DISPATCHER_WARM_MS)]
+    pub dispatcher_ms: f64,
 }
 
 impl Common {
@@ -149,6 +169,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Retention(c)
         | Command::RateLimit(c)
         | Command::MicroReport(c) => c.clone(),
+        Command::Cost(c) => c.common.clone(),
         Command::ServeBaseline => unreachable!("handled in main"),
     };
     summary.insert("machine".into(), machine());
@@ -177,6 +198,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         let cold = coldstart::run(&common).await?;
         summary.insert("cost".into(), cost::report(&cold));
         summary.insert("coldstart".into(), cold);
+    }
+    if let Command::Cost(args) = &command {
+        let measured = cost_measure::run(&common, args.receiver_ms, args.dispatcher_ms).await?;
+        if let Some(root) = &args.write_docs {
+            cost_measure::write_outputs(root, &measured)?;
+        }
+        summary.insert("cost_measured".into(), measured);
     }
     if all || matches!(command, Command::MicroReport(_)) {
         match micro_report::run(&common) {

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod bulk;
+pub mod config_cache;
 pub mod custom_headers;
 pub mod decision;
 pub mod dedup;

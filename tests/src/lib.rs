@@ -24,9 +24,12 @@ use hookhub::sqlite::SqliteBackend;
 use hookhub::worker::WorkerOptions;
 use serde_json::Value;
 
+pub mod capacity;
+pub mod cost_model;
 pub mod faults;
 pub mod proxy;
 pub mod raw;
+pub mod recorder;
 pub mod routes;
 pub mod throttle;
 

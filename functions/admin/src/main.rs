@@ -23,7 +23,8 @@ async fn init() -> Result<axum::Router, Error> {
     if env.create_resources()? {
         aws.ensure_resources().await?;
     }
-    let backend = aws.backend().await?;
+    // Uncached: what the admin API shows is what is stored.
+    let backend = aws.uncached_backend().await?;
     Ok(hookhub_admin::app_with_targets(
         backend,
         &key,

@@ -10,6 +10,12 @@ use crate::settings::parse;
 
 /// Default retention of events and attempts (their DynamoDB TTL).
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+/// Default partitions of the events table's `by-time` and `unenqueued` indexes when
+/// `HOOKHUB_LIST_SHARDS` is unset: ~2,000 webhooks/s (local development; the template sets
+/// the deployed count, sized in `docs/aws-layout.md`).
+pub const DEFAULT_LIST_SHARDS: u32 = 4;
+/// Upper bound of `HOOKHUB_LIST_SHARDS`: listings query every shard.
+pub const MAX_LIST_SHARDS: u32 = 1024;
 
 /// A queue, by URL (deployed: no lookup call, no extra IAM permission) or by name (local dev:
 /// resolved with `GetQueueUrl`, or created by `ensure_resources`).
@@ -40,6 +46,13 @@ pub struct AwsSettings {
     pub dead_letter_queue: QueueRef,
     /// How long events and attempts are kept (DynamoDB TTL).
     pub retention: Duration,
+    /// Partitions of the `by-time` and `unenqueued` indexes. Persisted in every event item:
+    /// raise it freely, never lower it (events in the dropped shards would no longer be listed
+    /// or swept).
+    pub list_shards: u32,
+    /// How long a warm process may serve sources and subscriptions from its cache (0 = no
+    /// cache): the bound on how stale an admin change can be for the receiver and dispatcher.
+    pub config_cache: Duration,
 }
 
 /// A missing or malformed configuration variable: the settings' one error type.
@@ -59,6 +72,8 @@ impl AwsSettings {
             dead_letter_queue: QueueRef::Name(format!("{queue}-dlq")),
             queue: QueueRef::Name(queue),
             retention: days(DEFAULT_RETENTION_DAYS),
+            list_shards: DEFAULT_LIST_SHARDS,
+            config_cache: Duration::ZERO,
         }
     }
 
@@ -74,7 +89,9 @@ impl AwsSettings {
     ///   prefix is set;
     /// - `HOOKHUB_QUEUE_URL` or else `HOOKHUB_QUEUE_NAME`;
     /// - `HOOKHUB_DLQ_URL` or else `{HOOKHUB_QUEUE_NAME}-dlq`;
-    /// - `HOOKHUB_RETENTION_DAYS` (default 30; `0` keeps items forever).
+    /// - `HOOKHUB_RETENTION_DAYS` (default 30; `0` keeps items forever);
+    /// - `HOOKHUB_LIST_SHARDS` (default 4, 1 to 1024; never lower it on a live table);
+    /// - `HOOKHUB_CONFIG_CACHE_SECONDS` (default 0 = no cache, at most 300).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, AwsConfigError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let prefix = get("HOOKHUB_TABLE_PREFIX");
@@ -102,7 +119,18 @@ impl AwsSettings {
             None => days(DEFAULT_RETENTION_DAYS),
             Some(v) => parse::retention(parse::retention_days("HOOKHUB_RETENTION_DAYS", &v)?),
         };
+        let number = |var: &'static str, default: u32, range: std::ops::RangeInclusive<u32>| {
+            get(var).map_or(Ok(default), |v| parse::number_in(var, &v, range))
+        };
+        let list_shards = number(
+            "HOOKHUB_LIST_SHARDS",
+            DEFAULT_LIST_SHARDS,
+            1..=MAX_LIST_SHARDS,
+        )?;
+        let config_cache = number("HOOKHUB_CONFIG_CACHE_SECONDS", 0, 0..=300)?;
         Ok(Self {
+            list_shards,
+            config_cache: Duration::from_secs(u64::from(config_cache)),
             sources_table: table("HOOKHUB_SOURCES_TABLE", "sources")?,
             subscriptions_table: table("HOOKHUB_SUBSCRIPTIONS_TABLE", "subscriptions")?,
             events_table: table("HOOKHUB_EVENTS_TABLE", "events")?,
@@ -214,6 +242,38 @@ mod tests {
         assert_eq!(s.queue, QueueRef::Name("dev-tasks".into()));
         assert_eq!(s.dead_letter_queue, QueueRef::Name("dev-tasks-dlq".into()));
         assert_eq!(s.retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.list_shards, DEFAULT_LIST_SHARDS);
+        assert_eq!(s.config_cache, Duration::ZERO);
+    }
+
+    #[test]
+    fn shards_and_cache() {
+        let base = [("HOOKHUB_TABLE_PREFIX", "p-"), ("HOOKHUB_QUEUE_NAME", "q")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = base.to_vec();
+            vars.extend_from_slice(extra);
+            AwsSettings::from_lookup(lookup(&vars))
+        };
+        let s = with(&[
+            ("HOOKHUB_LIST_SHARDS", "128"),
+            ("HOOKHUB_CONFIG_CACHE_SECONDS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(s.list_shards, 128);
+        assert_eq!(s.config_cache, Duration::from_secs(5));
+        for (var, value) in [
+            ("HOOKHUB_LIST_SHARDS", "0"),
+            ("HOOKHUB_LIST_SHARDS", "1025"),
+            ("HOOKHUB_LIST_SHARDS", "many"),
+            ("HOOKHUB_CONFIG_CACHE_SECONDS", "301"),
+            ("HOOKHUB_CONFIG_CACHE_SECONDS", "-1"),
+        ] {
+            let err = with(&[(var, value)]).unwrap_err();
+            assert!(
+                matches!(&err, AwsConfigError::Invalid { var: v, .. } if *v == var),
+                "{var}={value}: {err}"
+            );
+        }
     }
 
     #[test]

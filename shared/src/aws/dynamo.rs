@@ -65,6 +65,8 @@ pub struct DynamoStore {
     events: String,
     attempts: String,
     retention: Duration,
+    /// Partitions of the `by-time` and `unenqueued` indexes (`HOOKHUB_LIST_SHARDS`).
+    list_shards: u32,
 }
 
 impl DynamoStore {
@@ -76,6 +78,7 @@ impl DynamoStore {
             events: settings.events_table.clone(),
             attempts: settings.attempts_table.clone(),
             retention: settings.retention,
+            list_shards: settings.list_shards.max(1),
         }
     }
 

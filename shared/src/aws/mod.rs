@@ -84,8 +84,24 @@ impl Aws {
         Ok(SqsQueue::new(self.sqs.clone(), queue_url, dlq_url))
     }
 
-    /// Every port on AWS.
+    /// Every port on AWS. Sources and subscriptions are read through a warm-process cache
+    /// when `config_cache` is set ([`crate::config_cache`]).
     pub async fn backend(&self) -> StoreResult<Backend> {
+        let mut backend = self.uncached_backend().await?;
+        if !self.settings.config_cache.is_zero() {
+            let cached = crate::config_cache::CachedConfig::new(
+                backend.sources.clone(),
+                backend.subscriptions.clone(),
+                self.settings.config_cache,
+            );
+            backend.sources = cached.clone();
+            backend.subscriptions = cached;
+        }
+        Ok(backend)
+    }
+
+    /// Every port on AWS, uncached whatever the settings: the admin API reads the stored state.
+    pub async fn uncached_backend(&self) -> StoreResult<Backend> {
         let store = Arc::new(self.store());
         Ok(Backend::from_parts(
             store.clone(),

@@ -52,6 +52,25 @@ pub fn count(var: &'static str, v: &str) -> Result<usize, SettingsError> {
 /// Most days of retention: ten years.
 pub const MAX_RETENTION_DAYS: u32 = 3650;
 
+/// A whole number within `range`.
+pub fn number_in(
+    var: &'static str,
+    v: &str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, SettingsError> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(invalid(
+            var,
+            format!(
+                "expected a number from {} to {}, got {v:?}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
 /// Days of retention, `0` to [`MAX_RETENTION_DAYS`]; `0` keeps everything.
 pub fn retention_days(var: &'static str, v: &str) -> Result<u32, SettingsError> {
     match v.trim().parse::<u32>() {

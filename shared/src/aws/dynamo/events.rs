@@ -19,9 +19,6 @@ use crate::aws::sdk_error;
 use crate::domain::{Event, EventSummary};
 use crate::ports::{EventQuery, EventRange, EventStore, InsertOutcome, StoreError, StoreResult};
 
-/// Partitions of the `by-time` index: one partition would cap event ingestion at a single
-/// GSI partition's write rate (~1000 items/s).
-pub(super) const LIST_SHARDS: u32 = 4;
 /// Dedup markers live in the events table under this key prefix.
 const DEDUP_PREFIX: &str = "dedup#";
 /// How often a transaction cancelled by a concurrent one is retried.
@@ -174,7 +171,10 @@ impl DynamoStore {
     ) -> StoreResult<Option<InsertOutcome>> {
         let mut item = to_item(event)?;
         item.insert(EXPIRES_AT.into(), self.expires_at(event.received_at));
-        item.insert(LIST_SHARD.into(), AttributeValue::S(list_shard(&event.id)));
+        item.insert(
+            LIST_SHARD.into(),
+            AttributeValue::S(list_shard(&event.id, self.list_shards)),
+        );
         item.insert(
             BODY_SIZE.into(),
             AttributeValue::N(event.body.len().to_string()),
@@ -185,7 +185,10 @@ impl DynamoStore {
         );
         if !event.enqueued {
             // Sharded like `by-time`: every new event passes through this index.
-            item.insert(PENDING.into(), AttributeValue::S(list_shard(&event.id)));
+            item.insert(
+                PENDING.into(),
+                AttributeValue::S(list_shard(&event.id, self.list_shards)),
+            );
         }
         let received_ns = nanos(event.received_at);
         let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
@@ -334,7 +337,7 @@ impl EventStore for DynamoStore {
             }
             None => {
                 // Newest of each partition, merged.
-                let shards = (0..LIST_SHARDS).map(|shard| {
+                let shards = (0..self.list_shards).map(|shard| {
                     self.query_event_ids(page(LIST_SHARD, shard.to_string()), query.limit)
                 });
                 let mut ids: Vec<String> = futures::future::try_join_all(shards)
@@ -384,7 +387,7 @@ impl EventStore for DynamoStore {
         // `received_sk` is `{timestamp}#{id}`; `$` sorts right after `#`, so this bound keeps
         // every event received at `received_before` exactly.
         let upper = format!("{}$", sortable_time(received_before));
-        let shards = (0..LIST_SHARDS).map(|shard| {
+        let shards = (0..self.list_shards).map(|shard| {
             let query = self
                 .client
                 .query()
@@ -463,12 +466,13 @@ fn received_sk(t: DateTime<Utc>, id: &str) -> String {
     format!("{}#{id}", sortable_time(t))
 }
 
-/// Stable (persisted) spread of events over the `by-time` partitions.
-fn list_shard(id: &str) -> String {
+/// Stable (persisted) spread of events over the `by-time` and `unenqueued` partitions
+/// (`HOOKHUB_LIST_SHARDS`; one partition would cap ingestion at ~1,000 events/s).
+fn list_shard(id: &str, shards: u32) -> String {
     let hash = id
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    (hash % LIST_SHARDS).to_string()
+    (hash % shards.max(1)).to_string()
 }
 
 /// The dedup marker's key. Long provider keys are hashed to stay far below the 2 KB key limit.

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::events::LIST_SHARDS;
 use super::names::*;
 use super::{from_item, sortable_time, DynamoStore};
 use crate::aws::sdk_error;
@@ -81,7 +80,7 @@ impl DynamoStore {
         };
         let queries: Vec<_> = match &range.source_id {
             Some(source_id) => vec![page("source_id", source_id.clone())],
-            None => (0..LIST_SHARDS)
+            None => (0..self.list_shards)
                 .map(|shard| page(LIST_SHARD, shard.to_string()))
                 .collect(),
         };
