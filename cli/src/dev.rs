@@ -217,6 +217,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         server.addr
     );
     println!("  {}", key_line(&key_origin, &admin_key));
+    println!("  console:   http://{}/console", server.addr);
     println!(
         "  metrics:   GET http://{}/metrics   ({})",
         server.addr,
