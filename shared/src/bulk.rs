@@ -263,13 +263,45 @@ pub async fn count_recover(
     job: &RecoverJob,
     budget: Duration,
 ) -> StoreResult<Count> {
+    count_pages(job.clone(), budget, |job| async move {
+        let plan = plan_recover_page(backend, &job, COUNT_PAGE_SIZE).await?;
+        Ok((plan.deliveries.len() as u64, plan.next))
+    })
+    .await
+}
+
+/// Counts the (event, subscription) pairs a replay matches, for at most `budget`. Nothing has
+/// started since the job (it has not been enqueued yet), so the attempt log is not read.
+pub async fn count_replay(
+    backend: &Backend,
+    job: &ReplayJob,
+    budget: Duration,
+) -> StoreResult<Count> {
+    count_pages(job.clone(), budget, |mut job| async move {
+        let (targeted, after) = replay_page_targets(backend, &job, COUNT_PAGE_SIZE).await?;
+        let matched = targeted.iter().map(|(_, t)| t.len() as u64).sum::<u64>();
+        let next = after.map(|after| {
+            job.after = Some(after);
+            job
+        });
+        Ok((matched, next))
+    })
+    .await
+}
+
+/// Adds up `page`'s counts, page after page, until the pages end (exact) or `budget` has run
+/// out (then the count so far is a lower bound). `page` answers a count and the next page.
+async fn count_pages<J, F, Fut>(mut job: J, budget: Duration, mut page: F) -> StoreResult<Count>
+where
+    F: FnMut(J) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<(u64, Option<J>)>>,
+{
     let deadline = Instant::now() + budget;
-    let mut job = job.clone();
     let mut matched = 0;
     loop {
-        let plan = plan_recover_page(backend, &job, COUNT_PAGE_SIZE).await?;
-        matched += plan.deliveries.len() as u64;
-        match plan.next {
+        let (counted, next) = page(job).await?;
+        matched += counted;
+        match next {
             None => {
                 return Ok(Count {
                     matched,
@@ -283,37 +315,6 @@ pub async fn count_recover(
                 })
             }
             Some(next) => job = next,
-        }
-    }
-}
-
-/// Counts the (event, subscription) pairs a replay matches, for at most `budget`. Nothing has
-/// started since the job (it has not been enqueued yet), so the attempt log is not read.
-pub async fn count_replay(
-    backend: &Backend,
-    job: &ReplayJob,
-    budget: Duration,
-) -> StoreResult<Count> {
-    let deadline = Instant::now() + budget;
-    let mut job = job.clone();
-    let mut matched = 0;
-    loop {
-        let (targeted, after) = replay_page_targets(backend, &job, COUNT_PAGE_SIZE).await?;
-        matched += targeted.iter().map(|(_, t)| t.len() as u64).sum::<u64>();
-        match after {
-            None => {
-                return Ok(Count {
-                    matched,
-                    exact: true,
-                })
-            }
-            Some(_) if Instant::now() >= deadline => {
-                return Ok(Count {
-                    matched,
-                    exact: false,
-                })
-            }
-            Some(after) => job.after = Some(after),
         }
     }
 }
