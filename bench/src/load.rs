@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// The secret of the benchmark's GitHub-style source.
 pub const SOURCE_SECRET: &str = "bench-github-secret";
@@ -38,18 +38,20 @@ impl Prepared {
 }
 
 /// A GitHub `push` webhook of exactly `size` bytes, signed with [`SOURCE_SECRET`], with a
-/// delivery id unique to (`run`, `i`) so none is a duplicate.
+/// delivery id unique to (`run`, `i`) so none is a duplicate. The body is [`push_body`]: shaped
+/// and valued like a real one, so a store that compresses bodies is measured on realistic bytes.
 pub fn github_webhook(source: &str, run: &str, i: usize, size: usize) -> Prepared {
-    let head = format!(
-        r#"{{"ref":"refs/heads/main","after":"{i:040x}","repository":{{"full_name":"octo/bench"}},"pad":""#
+    let body = push_body(i, size);
+    // Checked while preparing, before any clock starts.
+    assert!(
+        body.len() == size || size < 400,
+        "push body of {} bytes for {size}",
+        body.len()
     );
-    let tail = r#""}"#;
-    let mut body = head.into_bytes();
-    body.extend(std::iter::repeat_n(
-        b'x',
-        size.saturating_sub(body.len() + tail.len()),
-    ));
-    body.extend_from_slice(tail.as_bytes());
+    assert!(
+        serde_json::from_slice::<Value>(&body).is_ok(),
+        "push body is not JSON"
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(SOURCE_SECRET.as_bytes()).expect("any key");
     mac.update(&body);
     let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
@@ -63,6 +65,111 @@ pub fn github_webhook(source: &str, run: &str, i: usize, size: usize) -> Prepare
         ],
         body: body.into(),
     }
+}
+
+/// Words for commit messages and file names.
+const WORDS: [&str; 32] = [
+    "fix",
+    "add",
+    "remove",
+    "update",
+    "refactor",
+    "parser",
+    "queue",
+    "retry",
+    "backoff",
+    "cache",
+    "index",
+    "test",
+    "docs",
+    "config",
+    "handler",
+    "route",
+    "signature",
+    "payload",
+    "schema",
+    "client",
+    "server",
+    "timeout",
+    "limit",
+    "error",
+    "metrics",
+    "build",
+    "deploy",
+    "release",
+    "typo",
+    "bump",
+    "deps",
+    "cleanup",
+];
+
+/// A `push` payload of exactly `size` bytes (at least the fixed head's ~200): commits with
+/// 40-hex ids, timestamps, authors, URLs and messages of dictionary words, as GitHub sends them,
+/// so its entropy (and so what a compressor makes of it) is that of real traffic, not padding.
+/// Deterministic in `i`: every run stores the same bytes.
+pub fn push_body(i: usize, size: usize) -> Vec<u8> {
+    // A hash chain as the deterministic random stream (no RNG dependency for the benchmark).
+    let mut state: [u8; 32] = Sha256::digest(format!("push-{i}").as_bytes()).into();
+    let mut next = move || -> [u8; 32] {
+        state = Sha256::digest(state).into();
+        state
+    };
+    let hex40 = |d: &[u8]| hex::encode(&d[..20]);
+    let after = hex40(&next());
+    let mut body = format!(
+        r#"{{"ref":"refs/heads/main","before":"{}","after":"{after}","repository":{{"id":{},"full_name":"octo/bench","html_url":"https://github.com/octo/bench"}},"pusher":{{"name":"octocat","email":"octocat@github.com"}},"commits":["#,
+        hex40(&next()),
+        700_000 + i,
+    );
+    // Room kept for the closing `],"note":""}`.
+    let tail = r#"],"note":""}"#;
+    let mut first = true;
+    loop {
+        let d = next();
+        let id = hex40(&d);
+        let words: Vec<&str> = d[20..28]
+            .iter()
+            .map(|b| WORDS[*b as usize % WORDS.len()])
+            .collect();
+        let commit = format!(
+            r#"{}{{"id":"{id}","message":"{}","timestamp":"2026-11-{:02}T{:02}:{:02}:{:02}Z","url":"https://github.com/octo/bench/commit/{id}","author":{{"name":"{}","email":"{}@users.noreply.github.com"}},"modified":["src/{}.rs","src/{}/{}.rs"]}}"#,
+            if first { "" } else { "," },
+            words[..5].join(" "),
+            1 + d[28] % 28,
+            d[29] % 24,
+            d[30] % 60,
+            d[31] % 60,
+            words[5],
+            words[5],
+            words[6],
+            words[7],
+            words[5],
+        );
+        if body.len() + commit.len() + tail.len() > size {
+            break;
+        }
+        body.push_str(&commit);
+        first = false;
+    }
+    // The remainder: a last string field of words, then spaces (JSON whitespace) to the byte.
+    body.push_str(r#"],"note":""#);
+    // The closing `"}` takes the last two bytes.
+    let limit = size.saturating_sub(2);
+    'fill: loop {
+        for b in next() {
+            let word = WORDS[b as usize % WORDS.len()];
+            if body.len() + word.len() + 1 > limit {
+                break 'fill;
+            }
+            body.push_str(word);
+            body.push(' ');
+        }
+    }
+    body.push('"');
+    let short = size.saturating_sub(body.len() + 1);
+    body.extend(std::iter::repeat_n(' ', short));
+    body.push('}');
+    body.into_bytes()
 }
 
 /// What a load run measured.
