@@ -26,6 +26,7 @@ use crate::ports::{Backend, DisableOutcome, ReceivedTask, StoreError};
 use crate::retry::RetryPolicy;
 use crate::signing;
 
+mod health_memo;
 mod rate_limit;
 
 #[derive(Debug, Clone)]
@@ -75,6 +76,7 @@ pub struct Dispatcher {
     health_locks: HealthLocks,
     /// Per-subscription locks for rate-limit bookings (the same kind of map).
     slot_locks: HealthLocks,
+    health_memo: health_memo::HealthMemo,
 }
 
 /// One lock per subscription for this process's health updates. The stores make each update
@@ -99,6 +101,7 @@ impl Dispatcher {
             config: Arc::new(config),
             health_locks: HealthLocks::default(),
             slot_locks: HealthLocks::default(),
+            health_memo: Default::default(),
         }
     }
 
@@ -448,6 +451,9 @@ impl Dispatcher {
         outcome: HealthOutcome,
         at: DateTime<Utc>,
     ) {
+        if !self.health_memo.needs_write(subscription, outcome, at) {
+            return;
+        }
         // The lock covers the update only: emitting its events need not hold up the next one.
         let recorded = {
             let lock = self.health_locks.of(&subscription.id);
@@ -457,6 +463,9 @@ impl Dispatcher {
                 .record_outcome(&subscription.id, outcome, at, &self.config.health)
                 .await
         };
+        if recorded.is_ok() {
+            self.health_memo.wrote(&subscription.id, outcome, at);
+        }
         match recorded {
             Ok(Some(change)) => {
                 if let Some(circuit) = change.circuit {

@@ -257,7 +257,61 @@ async fn failing_past_disable_after_disables_and_skips(kind: BackendKind) {
     assert_eq!(lost, 0);
 }
 
+fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+}
+
+/// A healthy endpoint's successes are not written one by one (`decision::health::needs_write`):
+/// the stored `last_success_at` stays at the first success of a burst, while a success after a
+/// failure is written at once and clears the streak.
+async fn a_healthy_endpoint_costs_no_health_write_per_success(kind: BackendKind) {
+    let options = DevOptions {
+        retry_schedule: vec![Duration::from_millis(300); 4],
+        ..DevOptions::default()
+    };
+    let (server, _dir, sink, sub_id) = down_subscriber(kind, options).await;
+    sink.set_down(false);
+    let succeeded = |log: &[Value]| log.last().is_some_and(|a| a["state"] == "succeeded");
+    let mut firsts = Vec::new();
+    for n in 0..5 {
+        let id = send(&server, n).await;
+        let log = server.wait_for_attempts(&id, succeeded).await;
+        firsts.push(time(&log[0]["started_at"]));
+    }
+    let sub = wait_for_subscription(&server, &sub_id, |s| {
+        s["health"]["last_success_at"].is_string()
+    })
+    .await;
+    assert_eq!(
+        time(&sub["health"]["last_success_at"]),
+        firsts[0],
+        "only the first of five successes within the resolution is written: {sub:#}"
+    );
+
+    // A failure is written at once; the retry's success clears the streak at once.
+    sink.set_down(true);
+    let failed = send(&server, 100).await;
+    wait_for_subscription(&server, &sub_id, |s| {
+        s["health"]["consecutive_failures"] == 1
+    })
+    .await;
+    sink.set_down(false);
+    let log = server.wait_for_attempts(&failed, succeeded).await;
+    let sub = wait_for_subscription(&server, &sub_id, |s| {
+        s["health"]["consecutive_failures"] == 0
+    })
+    .await;
+    let retried = time(&log.last().unwrap()["started_at"]);
+    assert_eq!(time(&sub["health"]["last_success_at"]), retried, "{sub:#}");
+    println!(
+        "health writes ({kind:?}): 6 events, 7 attempts (1 failed), successes written: 2 of 6"
+    );
+}
+
 on_both_backends!(
     breaker_parks_a_dead_endpoint_and_delivers_each_event_once,
     failing_past_disable_after_disables_and_skips,
+    a_healthy_endpoint_costs_no_health_write_per_success,
 );

@@ -297,6 +297,40 @@ pub struct ProbeClaim {
     pub health: Health,
 }
 
+/// How stale a healthy subscription's stored `last_success_at` may get: a success is not written
+/// while the subscription is known healthy and a success was recorded less than this ago. Writing
+/// every success cost a read and a write per delivery (2 of the webhook's ~3 billed units) and
+/// made a busy subscriber's item a hot key; the stored health only needs the streaks.
+pub const SUCCESS_RESOLUTION: Duration = Duration::from_secs(60);
+
+/// Whether `outcome` must be written to the stored health, given what this process knows of it:
+/// `known` (the subscription as last read, at most the config cache's period old) and `last_written`
+/// (this process's own latest write for it, which the cached copy may not show yet). Failures are
+/// always written; a success only when it changes something: a failure streak or an open circuit
+/// to clear (as far as known), or a `last_success_at` older than `resolution`.
+pub fn needs_write(
+    known: &Health,
+    last_written: Option<(HealthOutcome, DateTime<Utc>)>,
+    outcome: HealthOutcome,
+    at: DateTime<Utc>,
+    resolution: Duration,
+) -> bool {
+    if outcome == HealthOutcome::Failure {
+        return true;
+    }
+    let clean = known.circuit == Circuit::Closed
+        && known.consecutive_failures == 0
+        && known.failing_since.is_none();
+    let (own_failure, own_success) = match last_written {
+        Some((HealthOutcome::Failure, _)) => (true, None),
+        Some((HealthOutcome::Success, t)) => (false, Some(t)),
+        None => (false, None),
+    };
+    let last_success = known.last_success_at.max(own_success);
+    let recent = last_success.is_some_and(|t| at.signed_duration_since(t) < to_delta(resolution));
+    own_failure || !clean || !recent
+}
+
 fn to_delta(d: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
 }
@@ -469,6 +503,53 @@ mod tests {
             let json = serde_json::to_string(&r).unwrap();
             assert_eq!(json, format!("\"{}\"", r.code()));
             assert_eq!(serde_json::from_str::<DisabledReason>(&json).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn needs_write_table() {
+        use HealthOutcome::{Failure, Success};
+        let now = Utc::now();
+        let secs = |n: i64| now - chrono::Duration::seconds(n);
+        let res = SUCCESS_RESOLUTION;
+        let healthy = |last: Option<DateTime<Utc>>| Health {
+            last_success_at: last,
+            ..Health::default()
+        };
+        let failing = Health {
+            consecutive_failures: 2,
+            failing_since: Some(secs(30)),
+            last_failure_at: Some(secs(5)),
+            ..Health::default()
+        };
+        let open = Health {
+            circuit: Circuit::Open,
+            probe_at: Some(secs(-30)),
+            ..healthy(Some(secs(10)))
+        };
+        let half_open = Health {
+            circuit: Circuit::HalfOpen,
+            ..healthy(Some(secs(10)))
+        };
+        type Own = Option<(HealthOutcome, DateTime<Utc>)>;
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Health, Own, HealthOutcome, bool)> = vec![
+            ("a failure is always written", healthy(Some(secs(1))), None, Failure, true),
+            ("a failure while failing too", failing.clone(), None, Failure, true),
+            ("first success ever", healthy(None), None, Success, true),
+            ("healthy, success 10 s ago", healthy(Some(secs(10))), None, Success, false),
+            ("healthy, success 59 s ago", healthy(Some(secs(59))), None, Success, false),
+            ("healthy, success 60 s ago", healthy(Some(secs(60))), None, Success, true),
+            ("healthy, stale copy but own success 5 s ago", healthy(Some(secs(300))), Some((Success, secs(5))), Success, false),
+            ("own success long ago", healthy(Some(secs(300))), Some((Success, secs(120))), Success, true),
+            ("own failure since the copy: the streak must be cleared", healthy(Some(secs(10))), Some((Failure, secs(2))), Success, true),
+            ("a failure streak to clear", failing, None, Success, true),
+            ("an open circuit", open, None, Success, true),
+            ("a half-open probe's success closes it", half_open, None, Success, true),
+            ("a clock behind the stored success", healthy(Some(secs(-5))), None, Success, false),
+        ];
+        for (name, known, own, outcome, want) in cases {
+            assert_eq!(needs_write(&known, own, outcome, now, res), want, "{name}");
         }
     }
 }
