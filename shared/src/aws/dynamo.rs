@@ -44,9 +44,11 @@ pub(crate) mod names {
     pub const BODY_SIZE: &str = "body_size";
     /// Attempts: sort key `{subscription_id}#{attempt:010}`.
     pub const ATTEMPT_SK: &str = "sk";
-    /// Attempts: GSI listing one subscription's attempts newest first
-    /// (`subscription_id`, `started_sk`).
+    /// Attempts: GSI listing one subscription's attempts newest first (`sub_shard`,
+    /// `started_sk`), each subscription spread over `HOOKHUB_KEY_SHARDS` partitions.
     pub const BY_SUBSCRIPTION: &str = "by-subscription";
+    /// Attempts: `{subscription_id}#{k}`, `k` a stable hash of the event id modulo the shards.
+    pub const SUB_SHARD: &str = "sub_shard";
     pub const STARTED_SK: &str = "started_sk";
 }
 use names::*;
@@ -67,6 +69,8 @@ pub struct DynamoStore {
     retention: Duration,
     /// Partitions of the `by-time` and `unenqueued` indexes (`HOOKHUB_LIST_SHARDS`).
     list_shards: u32,
+    /// Partitions per subscription of `by-subscription` (`HOOKHUB_KEY_SHARDS`).
+    key_shards: u32,
 }
 
 impl DynamoStore {
@@ -79,6 +83,7 @@ impl DynamoStore {
             attempts: settings.attempts_table.clone(),
             retention: settings.retention,
             list_shards: settings.list_shards.max(1),
+            key_shards: settings.key_shards.max(1),
         }
     }
 
@@ -396,6 +401,13 @@ impl AttemptLog for DynamoStore {
                 attempt.attempt
             )),
         );
+        item.insert(
+            SUB_SHARD.into(),
+            AttributeValue::S(sub_shard(
+                &attempt.subscription_id,
+                stable_shard(&attempt.event_id, self.key_shards),
+            )),
+        );
         item.insert(EXPIRES_AT.into(), self.expires_at(attempt.started_at));
         self.client
             .put_item()
@@ -430,19 +442,27 @@ impl AttemptLog for DynamoStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let query = self
-            .client
-            .query()
-            .table_name(&self.attempts)
-            .index_name(BY_SUBSCRIPTION)
-            .key_condition_expression("subscription_id = :s")
-            .expression_attribute_values(":s", AttributeValue::S(subscription_id.into()))
-            .scan_index_forward(false);
-        self.query(query, Some(limit))
+        // The newest `limit` of each shard, merged: the first `limit` of them are the newest.
+        let shards = (0..self.key_shards).map(|k| {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.attempts)
+                .index_name(BY_SUBSCRIPTION)
+                .key_condition_expression("#p = :p")
+                .expression_attribute_names("#p", SUB_SHARD)
+                .expression_attribute_values(":p", AttributeValue::S(sub_shard(subscription_id, k)))
+                .scan_index_forward(false);
+            self.query(query, Some(limit))
+        });
+        let mut items: Vec<Item> = futures::future::try_join_all(shards)
             .await?
             .into_iter()
-            .map(from_item)
-            .collect()
+            .flatten()
+            .collect();
+        items.sort_by_cached_key(|item| std::cmp::Reverse(started_sk(item)));
+        items.truncate(limit);
+        items.into_iter().map(from_item).collect()
     }
 
     async fn attempts_for_subscription_page(
@@ -456,6 +476,26 @@ impl AttemptLog for DynamoStore {
         self.attempts_page(subscription_id, since, until, cursor, limit)
             .await
     }
+}
+
+/// A stable (persisted) spread of keys over `shards` partitions.
+fn stable_shard(key: &str, shards: u32) -> u32 {
+    let hash = key
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    hash % shards.max(1)
+}
+
+fn sub_shard(subscription_id: &str, shard: u32) -> String {
+    format!("{subscription_id}#{shard}")
+}
+
+/// An attempt item's `started_sk` (empty when missing: such an item sorts first).
+fn started_sk(item: &Item) -> String {
+    item.get(STARTED_SK)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn key(name: &str, value: &str) -> Item {

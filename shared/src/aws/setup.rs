@@ -68,7 +68,7 @@ impl Aws {
             range: Some(ATTEMPT_SK),
             indexes: vec![index(
                 BY_SUBSCRIPTION,
-                "subscription_id",
+                SUB_SHARD,
                 STARTED_SK,
                 ProjectionType::All,
             )],

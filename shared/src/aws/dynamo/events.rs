@@ -469,10 +469,7 @@ fn received_sk(t: DateTime<Utc>, id: &str) -> String {
 /// Stable (persisted) spread of events over the `by-time` and `unenqueued` partitions
 /// (`HOOKHUB_LIST_SHARDS`; one partition would cap ingestion at ~1,000 events/s).
 fn list_shard(id: &str, shards: u32) -> String {
-    let hash = id
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    (hash % shards.max(1)).to_string()
+    super::stable_shard(id, shards).to_string()
 }
 
 /// The dedup marker's key. Long provider keys are hashed to stay far below the 2 KB key limit.

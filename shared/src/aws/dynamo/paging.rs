@@ -1,16 +1,13 @@
 //! The ascending, bounded pages bulk recovery and replay walk through: a subscription's attempts
-//! on `by-subscription` (`started_sk BETWEEN`), and events on `by-source` or the `by-time`
+//! on the subscription's `by-subscription` shards (`started_sk BETWEEN`, merged), and events on `by-source` or the `by-time`
 //! partitions (`id BETWEEN`, merged). Both return a page's worth of keys per call, never the
 //! whole range.
-
-use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::names::*;
-use super::{from_item, sortable_time, DynamoStore};
-use crate::aws::sdk_error;
+use super::{from_item, sortable_time, started_sk, sub_shard, DynamoStore, Item};
 use crate::domain::EventSummary;
 use crate::ports::{AttemptPage, EventRange, StoreError, StoreResult};
 
@@ -23,35 +20,51 @@ impl DynamoStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<AttemptPage> {
-        let start = cursor.map(decode_key).transpose()?;
+        let limit = limit.clamp(1, 1000);
+        let after = cursor.map(decode_cursor).transpose()?;
         // `started_sk` is `{time}#{event}#{attempt}`: `$` sorts after `#`, so the upper bound
-        // takes every attempt started at `until` itself.
-        let out = self
-            .client
-            .query()
-            .table_name(&self.attempts)
-            .index_name(BY_SUBSCRIPTION)
-            .key_condition_expression("subscription_id = :s AND #sk BETWEEN :lo AND :hi")
-            .expression_attribute_names("#sk", STARTED_SK)
-            .expression_attribute_values(":s", AttributeValue::S(subscription_id.into()))
-            .expression_attribute_values(":lo", AttributeValue::S(sortable_time(since)))
-            .expression_attribute_values(
-                ":hi",
-                AttributeValue::S(format!("{}$", sortable_time(until))),
-            )
-            .scan_index_forward(true)
-            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| sdk_error("Query", e))?;
-        let attempts = out
-            .items
-            .unwrap_or_default()
+        // takes every attempt started at `until` itself. BETWEEN is inclusive: the cursor's own
+        // attempt comes back and is dropped, so each shard is asked for one more than a page.
+        let since = sortable_time(since);
+        let lo = match &after {
+            Some(after) if *after > since => after.clone(),
+            _ => since,
+        };
+        let hi = format!("{}$", sortable_time(until));
+        let shards = (0..self.key_shards).map(|k| {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.attempts)
+                .index_name(BY_SUBSCRIPTION)
+                .key_condition_expression("#p = :p AND #sk BETWEEN :lo AND :hi")
+                .expression_attribute_names("#p", SUB_SHARD)
+                .expression_attribute_names("#sk", STARTED_SK)
+                .expression_attribute_values(":p", AttributeValue::S(sub_shard(subscription_id, k)))
+                .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
+                .expression_attribute_values(":hi", AttributeValue::S(hi.clone()))
+                .scan_index_forward(true);
+            self.query(query, Some(limit + 1))
+        });
+        // The oldest of each shard, merged: the first `limit` of them are the range's next page.
+        let mut items: Vec<(String, Item)> = futures::future::try_join_all(shards)
+            .await?
             .into_iter()
-            .map(from_item)
+            .flatten()
+            .map(|item| (started_sk(&item), item))
+            .filter(|(sk, _)| after.as_ref().is_none_or(|after| sk > after))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        items.truncate(limit);
+        // A shard holding more than a page leaves at least `limit` here, so a short page is the
+        // range's end.
+        let cursor = (items.len() == limit)
+            .then(|| items.last().map(|(sk, _)| encode_cursor(sk)))
+            .flatten();
+        let attempts = items
+            .into_iter()
+            .map(|(_, item)| from_item(item))
             .collect::<StoreResult<Vec<_>>>()?;
-        let cursor = out.last_evaluated_key.map(|key| encode_key(&key));
         Ok(AttemptPage { attempts, cursor })
     }
 
@@ -100,20 +113,17 @@ impl DynamoStore {
     }
 }
 
-/// The `LastEvaluatedKey` (string attributes only, as every key here is) as an opaque string.
-fn encode_key(key: &HashMap<String, AttributeValue>) -> String {
-    let strings: HashMap<&str, &str> = key
-        .iter()
-        .filter_map(|(name, value)| value.as_s().ok().map(|s| (name.as_str(), s.as_str())))
-        .collect();
-    serde_json::to_string(&strings).expect("strings serialise")
+/// The page cursor: the last `started_sk` returned, as an opaque string.
+fn encode_cursor(started_sk: &str) -> String {
+    serde_json::json!({ "after": started_sk }).to_string()
 }
 
-fn decode_key(cursor: &str) -> StoreResult<HashMap<String, AttributeValue>> {
-    let strings: HashMap<String, String> = serde_json::from_str(cursor)
-        .map_err(|_| StoreError::Corrupt(format!("not an attempts cursor: {cursor:?}")))?;
-    Ok(strings
-        .into_iter()
-        .map(|(name, value)| (name, AttributeValue::S(value)))
-        .collect())
+fn decode_cursor(cursor: &str) -> StoreResult<String> {
+    #[derive(serde::Deserialize)]
+    struct Cursor {
+        after: String,
+    }
+    serde_json::from_str::<Cursor>(cursor)
+        .map(|c| c.after)
+        .map_err(|_| StoreError::Corrupt(format!("not an attempts cursor: {cursor:?}")))
 }
