@@ -87,6 +87,23 @@ impl DynamoStore {
         }
     }
 
+    /// A query of one of a subscription's `by-subscription` shards: `#p` is its partition key,
+    /// `:p` its value; `condition` may add to them.
+    fn subscription_shard(
+        &self,
+        subscription_id: &str,
+        shard: u32,
+        condition: &str,
+    ) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.attempts)
+            .index_name(BY_SUBSCRIPTION)
+            .key_condition_expression(condition)
+            .expression_attribute_names("#p", SUB_SHARD)
+            .expression_attribute_values(":p", AttributeValue::S(sub_shard(subscription_id, shard)))
+    }
+
     fn expires_at(&self, from: DateTime<Utc>) -> AttributeValue {
         epoch_seconds(from, self.retention)
     }
@@ -445,13 +462,7 @@ impl AttemptLog for DynamoStore {
         // The newest `limit` of each shard, merged: the first `limit` of them are the newest.
         let shards = (0..self.key_shards).map(|k| {
             let query = self
-                .client
-                .query()
-                .table_name(&self.attempts)
-                .index_name(BY_SUBSCRIPTION)
-                .key_condition_expression("#p = :p")
-                .expression_attribute_names("#p", SUB_SHARD)
-                .expression_attribute_values(":p", AttributeValue::S(sub_shard(subscription_id, k)))
+                .subscription_shard(subscription_id, k, "#p = :p")
                 .scan_index_forward(false);
             self.query(query, Some(limit))
         });

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::names::*;
-use super::{from_item, sortable_time, started_sk, sub_shard, DynamoStore, Item};
+use super::{from_item, sortable_time, started_sk, DynamoStore, Item};
 use crate::domain::EventSummary;
 use crate::ports::{AttemptPage, EventRange, StoreError, StoreResult};
 
@@ -33,14 +33,8 @@ impl DynamoStore {
         let hi = format!("{}$", sortable_time(until));
         let shards = (0..self.key_shards).map(|k| {
             let query = self
-                .client
-                .query()
-                .table_name(&self.attempts)
-                .index_name(BY_SUBSCRIPTION)
-                .key_condition_expression("#p = :p AND #sk BETWEEN :lo AND :hi")
-                .expression_attribute_names("#p", SUB_SHARD)
+                .subscription_shard(subscription_id, k, "#p = :p AND #sk BETWEEN :lo AND :hi")
                 .expression_attribute_names("#sk", STARTED_SK)
-                .expression_attribute_values(":p", AttributeValue::S(sub_shard(subscription_id, k)))
                 .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
                 .expression_attribute_values(":hi", AttributeValue::S(hi.clone()))
                 .scan_index_forward(true);
