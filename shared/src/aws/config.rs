@@ -17,11 +17,11 @@ pub const DEFAULT_LIST_SHARDS: u32 = 4;
 /// Upper bound of `HOOKHUB_LIST_SHARDS`: listings query every shard.
 pub const MAX_LIST_SHARDS: u32 = 1024;
 /// Default partitions per subscription of the attempts' `by-subscription` index when
-/// `HOOKHUB_KEY_SHARDS` is unset: 2, so local runs and tests go through the merge of several
+/// `HOOKHUB_INDEX_SHARDS` is unset: 2, so local runs and tests go through the merge of several
 /// (the template sets the deployed count, sized in `docs/aws-layout.md`).
-pub const DEFAULT_KEY_SHARDS: u32 = 2;
-/// Upper bound of `HOOKHUB_KEY_SHARDS`: a subscription's listing queries every shard.
-pub const MAX_KEY_SHARDS: u32 = 256;
+pub const DEFAULT_INDEX_SHARDS: u32 = 2;
+/// Upper bound of `HOOKHUB_INDEX_SHARDS`: a subscription's listing queries every shard.
+pub const MAX_INDEX_SHARDS: u32 = 256;
 
 /// A queue, by URL (deployed: no lookup call, no extra IAM permission) or by name (local dev:
 /// resolved with `GetQueueUrl`, or created by `ensure_resources`).
@@ -59,7 +59,7 @@ pub struct AwsSettings {
     /// Partitions per subscription of the attempts' `by-subscription` index, so one busy
     /// subscriber is not one hot index partition. Persisted in every attempt item: raise it
     /// freely, never lower it (attempts in the dropped shards would no longer be listed).
-    pub key_shards: u32,
+    pub index_shards: u32,
     /// How long a warm process may serve sources and subscriptions from its cache (0 = no
     /// cache): the bound on how stale an admin change can be for the receiver and dispatcher.
     pub config_cache: Duration,
@@ -83,7 +83,7 @@ impl AwsSettings {
             queue: QueueRef::Name(queue),
             retention: days(DEFAULT_RETENTION_DAYS),
             list_shards: DEFAULT_LIST_SHARDS,
-            key_shards: DEFAULT_KEY_SHARDS,
+            index_shards: DEFAULT_INDEX_SHARDS,
             config_cache: Duration::ZERO,
         }
     }
@@ -102,7 +102,7 @@ impl AwsSettings {
     /// - `HOOKHUB_DLQ_URL` or else `{HOOKHUB_QUEUE_NAME}-dlq`;
     /// - `HOOKHUB_RETENTION_DAYS` (default 30; `0` keeps items forever);
     /// - `HOOKHUB_LIST_SHARDS` (default 4, 1 to 1024; never lower it on a live table);
-    /// - `HOOKHUB_KEY_SHARDS` (default 2, 1 to 256; never lower it on a live table);
+    /// - `HOOKHUB_INDEX_SHARDS` (default 2, 1 to 256; never lower it on a live table);
     /// - `HOOKHUB_CONFIG_CACHE_SECONDS` (default 0 = no cache, at most 300).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, AwsConfigError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
@@ -139,11 +139,15 @@ impl AwsSettings {
             DEFAULT_LIST_SHARDS,
             1..=MAX_LIST_SHARDS,
         )?;
-        let key_shards = number("HOOKHUB_KEY_SHARDS", DEFAULT_KEY_SHARDS, 1..=MAX_KEY_SHARDS)?;
+        let index_shards = number(
+            "HOOKHUB_INDEX_SHARDS",
+            DEFAULT_INDEX_SHARDS,
+            1..=MAX_INDEX_SHARDS,
+        )?;
         let config_cache = number("HOOKHUB_CONFIG_CACHE_SECONDS", 0, 0..=300)?;
         Ok(Self {
             list_shards,
-            key_shards,
+            index_shards,
             config_cache: Duration::from_secs(u64::from(config_cache)),
             sources_table: table("HOOKHUB_SOURCES_TABLE", "sources")?,
             subscriptions_table: table("HOOKHUB_SUBSCRIPTIONS_TABLE", "subscriptions")?,
@@ -257,7 +261,7 @@ mod tests {
         assert_eq!(s.dead_letter_queue, QueueRef::Name("dev-tasks-dlq".into()));
         assert_eq!(s.retention, Duration::from_secs(30 * 86_400));
         assert_eq!(s.list_shards, DEFAULT_LIST_SHARDS);
-        assert_eq!(s.key_shards, DEFAULT_KEY_SHARDS);
+        assert_eq!(s.index_shards, DEFAULT_INDEX_SHARDS);
         assert_eq!(s.config_cache, Duration::ZERO);
     }
 
@@ -271,19 +275,19 @@ mod tests {
         };
         let s = with(&[
             ("HOOKHUB_LIST_SHARDS", "128"),
-            ("HOOKHUB_KEY_SHARDS", "64"),
+            ("HOOKHUB_INDEX_SHARDS", "64"),
             ("HOOKHUB_CONFIG_CACHE_SECONDS", "5"),
         ])
         .unwrap();
         assert_eq!(s.list_shards, 128);
-        assert_eq!(s.key_shards, 64);
+        assert_eq!(s.index_shards, 64);
         assert_eq!(s.config_cache, Duration::from_secs(5));
         for (var, value) in [
             ("HOOKHUB_LIST_SHARDS", "0"),
             ("HOOKHUB_LIST_SHARDS", "1025"),
             ("HOOKHUB_LIST_SHARDS", "many"),
-            ("HOOKHUB_KEY_SHARDS", "0"),
-            ("HOOKHUB_KEY_SHARDS", "257"),
+            ("HOOKHUB_INDEX_SHARDS", "0"),
+            ("HOOKHUB_INDEX_SHARDS", "257"),
             ("HOOKHUB_CONFIG_CACHE_SECONDS", "301"),
             ("HOOKHUB_CONFIG_CACHE_SECONDS", "-1"),
         ] {

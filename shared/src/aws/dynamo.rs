@@ -45,7 +45,7 @@ pub(crate) mod names {
     /// Attempts: sort key `{subscription_id}#{attempt:010}`.
     pub const ATTEMPT_SK: &str = "sk";
     /// Attempts: GSI listing one subscription's attempts newest first (`sub_shard`,
-    /// `started_sk`), each subscription spread over `HOOKHUB_KEY_SHARDS` partitions.
+    /// `started_sk`), each subscription spread over `HOOKHUB_INDEX_SHARDS` partitions.
     pub const BY_SUBSCRIPTION: &str = "by-subscription";
     /// Attempts: `{subscription_id}#{k}`, `k` a stable hash of the event id modulo the shards.
     pub const SUB_SHARD: &str = "sub_shard";
@@ -69,8 +69,8 @@ pub struct DynamoStore {
     retention: Duration,
     /// Partitions of the `by-time` and `unenqueued` indexes (`HOOKHUB_LIST_SHARDS`).
     list_shards: u32,
-    /// Partitions per subscription of `by-subscription` (`HOOKHUB_KEY_SHARDS`).
-    key_shards: u32,
+    /// Partitions per subscription of `by-subscription` (`HOOKHUB_INDEX_SHARDS`).
+    index_shards: u32,
 }
 
 impl DynamoStore {
@@ -83,7 +83,7 @@ impl DynamoStore {
             attempts: settings.attempts_table.clone(),
             retention: settings.retention,
             list_shards: settings.list_shards.max(1),
-            key_shards: settings.key_shards.max(1),
+            index_shards: settings.index_shards.max(1),
         }
     }
 
@@ -422,7 +422,7 @@ impl AttemptLog for DynamoStore {
             SUB_SHARD.into(),
             AttributeValue::S(sub_shard(
                 &attempt.subscription_id,
-                stable_shard(&attempt.event_id, self.key_shards),
+                stable_shard(&attempt.event_id, self.index_shards),
             )),
         );
         item.insert(EXPIRES_AT.into(), self.expires_at(attempt.started_at));
@@ -460,7 +460,7 @@ impl AttemptLog for DynamoStore {
             return Ok(Vec::new());
         }
         // The newest `limit` of each shard, merged: the first `limit` of them are the newest.
-        let shards = (0..self.key_shards).map(|k| {
+        let shards = (0..self.index_shards).map(|k| {
             let query = self
                 .subscription_shard(subscription_id, k, "#p = :p")
                 .scan_index_forward(false);

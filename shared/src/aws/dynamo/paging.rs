@@ -31,7 +31,7 @@ impl DynamoStore {
             _ => since,
         };
         let hi = format!("{}$", sortable_time(until));
-        let shards = (0..self.key_shards).map(|k| {
+        let shards = (0..self.index_shards).map(|k| {
             let query = self
                 .subscription_shard(subscription_id, k, "#p = :p AND #sk BETWEEN :lo AND :hi")
                 .expression_attribute_names("#sk", STARTED_SK)
