@@ -115,7 +115,13 @@ impl Dispatcher {
         };
         let redelivered = message.receive_count > 1;
         match task {
-            Task::Dispatch { event_id } => self.fan_out(&event_id, redelivered).await?,
+            Task::Dispatch { event_id, event } => {
+                let event = match event.map(|e| e.for_task(&event_id)).transpose() {
+                    Ok(event) => event,
+                    Err(reason) => return Ok(TaskOutcome::Malformed(reason)),
+                };
+                self.fan_out(&event_id, event, redelivered).await?
+            }
             Task::Deliver {
                 event_id,
                 subscription_id,
@@ -139,10 +145,23 @@ impl Dispatcher {
     }
 
     /// First delivery of an event to every matching subscription, concurrently.
-    async fn fan_out(&self, event_id: &str, redelivered: bool) -> Result<(), DispatchError> {
-        let Some(event) = self.backend.events.get_event(event_id).await? else {
-            tracing::warn!(event_id, "dispatch task for an event that no longer exists");
-            return Ok(());
+    /// `inline` is the event carried by the task, if any; otherwise it is read by id.
+    async fn fan_out(
+        &self,
+        event_id: &str,
+        inline: Option<Event>,
+        redelivered: bool,
+    ) -> Result<(), DispatchError> {
+        tracing::debug!(event_id, inline = inline.is_some(), "dispatching");
+        let event = match inline {
+            Some(event) => event,
+            None => match self.backend.events.get_event(event_id).await? {
+                Some(event) => event,
+                None => {
+                    tracing::warn!(event_id, "dispatch task for an event that no longer exists");
+                    return Ok(());
+                }
+            },
         };
         // Disabled subscriptions too: the events they would get are logged as skipped.
         let subscriptions = wanting_subscriptions(&self.backend, &event).await?;
