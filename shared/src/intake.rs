@@ -56,8 +56,8 @@ impl Intake for StoreThenEnqueue {
 /// The largest dispatch task that carries its event inline, in bytes of JSON. SQS bills each
 /// 64 KB chunk of a request as one request and the dispatcher receives batches of 10, so at
 /// most 6 KB per message keeps a full receive batch in one chunk. Larger events go by
-/// reference: a 64 KiB body read back with `GetItem` (a few read units) costs less than the 2–3
-/// extra SQS chunks it would add to every batch it travels in.
+/// reference and are read back with a consistent `GetItem`, 1 RRU per 4 KB of item (17 for a
+/// 64 KiB body, as `hookhub-bench cost` measures).
 pub const INLINE_TASK_MAX_BYTES: usize = 6_000;
 
 /// Whether a dispatch task of `task_len` bytes may carry its event inline.
