@@ -387,7 +387,7 @@ pub async fn run(common: &Common) -> anyhow::Result<Value> {
                             .events
                             .insert_event(&event, Duration::from_secs(3600))
                             .await?;
-                        events.push(sqs_event(&[Task::Dispatch { event_id: event.id }]));
+                        events.push(sqs_event(&[hookhub::intake::dispatch_task(&event)]));
                     }
                     events
                 }

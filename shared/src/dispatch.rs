@@ -14,19 +14,18 @@ use futures::stream::{self, StreamExt};
 use http::{HeaderMap, HeaderValue};
 
 use crate::decision::{
-    judge, DeliveryError, DisabledReason, Gate, HealthOutcome, HealthPolicy, Outcome, Series,
-    Verdict,
+    judge, DeliveryError, DisabledReason, Gate, HealthPolicy, Outcome, Series, Verdict,
 };
 use crate::delivery::{DeliveryClient, DeliveryResponse};
 use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
 use crate::jq::Prepared;
 use crate::metrics::{self, DeliveryOutcome};
 use crate::operational::{self, OperationalEvent};
-use crate::ports::{Backend, DisableOutcome, ReceivedTask, StoreError};
+use crate::ports::{Backend, ReceivedTask, StoreError};
 use crate::retry::RetryPolicy;
 use crate::signing;
 
-mod health_memo;
+mod health;
 mod rate_limit;
 
 #[derive(Debug, Clone)]
@@ -76,7 +75,7 @@ pub struct Dispatcher {
     health_locks: HealthLocks,
     /// Per-subscription locks for rate-limit bookings (the same kind of map).
     slot_locks: HealthLocks,
-    health_memo: health_memo::HealthMemo,
+    health_memo: health::HealthMemo,
 }
 
 /// One lock per subscription for this process's health updates. The stores make each update
@@ -118,7 +117,13 @@ impl Dispatcher {
         };
         let redelivered = message.receive_count > 1;
         match task {
-            Task::Dispatch { event_id } => self.fan_out(&event_id, redelivered).await?,
+            Task::Dispatch { event_id, event } => {
+                let event = match event.map(|e| e.for_task(&event_id)).transpose() {
+                    Ok(event) => event,
+                    Err(reason) => return Ok(TaskOutcome::Malformed(reason)),
+                };
+                self.fan_out(&event_id, event, redelivered).await?
+            }
             Task::Deliver {
                 event_id,
                 subscription_id,
@@ -142,10 +147,23 @@ impl Dispatcher {
     }
 
     /// First delivery of an event to every matching subscription, concurrently.
-    async fn fan_out(&self, event_id: &str, redelivered: bool) -> Result<(), DispatchError> {
-        let Some(event) = self.backend.events.get_event(event_id).await? else {
-            tracing::warn!(event_id, "dispatch task for an event that no longer exists");
-            return Ok(());
+    /// `inline` is the event carried by the task, if any; otherwise it is read by id.
+    async fn fan_out(
+        &self,
+        event_id: &str,
+        inline: Option<Event>,
+        redelivered: bool,
+    ) -> Result<(), DispatchError> {
+        tracing::debug!(event_id, inline = inline.is_some(), "dispatching");
+        let event = match inline {
+            Some(event) => event,
+            None => match self.backend.events.get_event(event_id).await? {
+                Some(event) => event,
+                None => {
+                    tracing::warn!(event_id, "dispatch task for an event that no longer exists");
+                    return Ok(());
+                }
+            },
         };
         // Disabled subscriptions too: the events they would get are logged as skipped.
         let subscriptions = wanting_subscriptions(&self.backend, &event).await?;
@@ -440,92 +458,6 @@ impl Dispatcher {
                 duration: Duration::ZERO,
             },
         }
-    }
-
-    /// Health is bookkeeping: a store failure here is logged, not allowed to fail a delivery
-    /// that is already logged and scheduled.
-    async fn record_health(
-        &self,
-        event: &Event,
-        subscription: &Subscription,
-        outcome: HealthOutcome,
-        at: DateTime<Utc>,
-    ) {
-        if !self.health_memo.needs_write(subscription, outcome, at) {
-            return;
-        }
-        // The lock covers the update only: emitting its events need not hold up the next one.
-        let recorded = {
-            let lock = self.health_locks.of(&subscription.id);
-            let _one_at_a_time = lock.lock().await;
-            self.backend
-                .subscriptions
-                .record_outcome(&subscription.id, outcome, at, &self.config.health)
-                .await
-        };
-        if recorded.is_ok() {
-            self.health_memo.wrote(&subscription.id, outcome, at);
-        }
-        match recorded {
-            Ok(Some(change)) => {
-                if let Some(circuit) = change.circuit {
-                    tracing::warn!(
-                        event_id = %event.id,
-                        subscription_id = %subscription.id,
-                        circuit = ?circuit,
-                        "circuit changed"
-                    );
-                }
-                if let Some(reason) = change.disabled {
-                    tracing::warn!(
-                        event_id = %event.id,
-                        subscription_id = %subscription.id,
-                        reason = reason.code(),
-                        "subscription disabled"
-                    );
-                }
-                for op in operational::from_health_change(&subscription.id, &change) {
-                    operational::emit(&*self.backend.intake, &op).await;
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(
-                event_id = %event.id,
-                subscription_id = %subscription.id,
-                error = %e,
-                "could not record the endpoint's health"
-            ),
-        }
-    }
-
-    async fn disable(
-        &self,
-        subscription: &Subscription,
-        reason: DisabledReason,
-    ) -> Result<(), StoreError> {
-        // Only the three fields change, so a concurrent admin change is not overwritten (and
-        // the dispatcher needs no right to replace whole subscriptions).
-        let disabled = self
-            .backend
-            .subscriptions
-            .disable_subscription(&subscription.id, reason, Utc::now())
-            .await?;
-        if disabled != DisableOutcome::NotFound {
-            tracing::warn!(
-                subscription_id = %subscription.id,
-                reason = reason.code(),
-                "subscription disabled"
-            );
-        }
-        // Reported once: by the one concurrent delivery whose call disabled it.
-        if disabled == DisableOutcome::Disabled {
-            let op = OperationalEvent::SubscriptionDisabled {
-                subscription_id: subscription.id.clone(),
-                reason,
-            };
-            operational::emit(&*self.backend.intake, &op).await;
-        }
-        Ok(())
     }
 }
 

@@ -11,6 +11,9 @@ use crate::dedup::DedupConfig;
 pub use crate::secret::Secret;
 use crate::verify::VerifyConfig;
 
+mod inline;
+pub use inline::InlineEvent;
+
 /// Prefixed, sortable, unique identifiers (`evt_01H…`, `sub_01H…`).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new())
@@ -255,7 +258,13 @@ impl Attempt {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Task {
     /// Fan a freshly received event out to every matching subscription.
-    Dispatch { event_id: String },
+    Dispatch {
+        event_id: String,
+        /// The event itself when the receiver had it and it fits
+        /// ([`crate::intake::dispatch_task`]); absent, the dispatcher reads it by id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<InlineEvent>,
+    },
     /// Attempt (again) one delivery of an event to one subscription.
     Deliver {
         event_id: String,
@@ -335,7 +344,7 @@ impl Task {
     /// The event a task is about; `None` for a bulk job's page.
     pub fn event_id(&self) -> Option<&str> {
         match self {
-            Task::Dispatch { event_id } | Task::Deliver { event_id, .. } => Some(event_id),
+            Task::Dispatch { event_id, .. } | Task::Deliver { event_id, .. } => Some(event_id),
             Task::Recover(_) | Task::Replay(_) => None,
         }
     }

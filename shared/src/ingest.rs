@@ -249,7 +249,7 @@ pub async fn sweep_unenqueued(backend: &Backend, grace: Duration) -> Result<usiz
     let stragglers = backend.events.list_unenqueued(cutoff, 100).await?;
     for event in &stragglers {
         tracing::warn!(event_id = %event.id, "enqueueing an event left unenqueued");
-        crate::intake::enqueue_dispatch(&*backend.events, &*backend.queue, &event.id).await?;
+        crate::intake::enqueue_dispatch(&*backend.events, &*backend.queue, event).await?;
     }
     Ok(stragglers.len())
 }

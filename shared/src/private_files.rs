@@ -132,6 +132,7 @@ mod tests {
                 .send(
                     &crate::domain::Task::Dispatch {
                         event_id: format!("evt_{round}"),
+                        event: None,
                     },
                     std::time::Duration::ZERO,
                 )

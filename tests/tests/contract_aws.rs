@@ -113,6 +113,7 @@ mod aws_specific {
         q.send(
             &Task::Dispatch {
                 event_id: "evt_later".into(),
+                event: None,
             },
             Duration::from_secs(7200),
         )

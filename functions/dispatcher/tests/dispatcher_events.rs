@@ -11,7 +11,7 @@ use hookhub::aws::{Aws, AwsSettings};
 use hookhub::decision::DisabledReason;
 use hookhub::delivery::DeliveryOptions;
 use hookhub::dispatch::DispatcherConfig;
-use hookhub::domain::{DeliveryState, Event, Secret, Subscription, Task};
+use hookhub::domain::{DeliveryState, Event, InlineEvent, Secret, Subscription, Task};
 use hookhub::ingest::ReceiverConfig;
 use hookhub::ports::Backend;
 use hookhub::signing::generate_secret;
@@ -462,7 +462,9 @@ async fn scheduled_sweep_enqueues_events_a_receiver_left_unenqueued() {
     assert_eq!(
         bodies,
         vec![Task::Dispatch {
-            event_id: stranded.id.clone()
+            event_id: stranded.id.clone(),
+            // The sweep holds the event, so it travels inline.
+            event: Some(InlineEvent::new(&stranded)),
         }]
     );
     assert!(

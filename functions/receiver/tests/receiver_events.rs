@@ -8,7 +8,7 @@ use axum::http::{Response, StatusCode};
 use hookhub::admin::{Admin, CreateSource};
 use hookhub::aws::aws_sdk_sqs::types::QueueAttributeName;
 use hookhub::aws::Aws;
-use hookhub::domain::Task;
+use hookhub::domain::{InlineEvent, Task};
 use hookhub::ingest::ReceiverConfig;
 use hookhub::ports::{Backend, EventQuery, TaskQueue};
 use hookhub_tests::moto::fresh_aws;
@@ -99,7 +99,9 @@ async fn webhook_sample_is_stored_and_enqueued_once() {
     assert_eq!(
         Task::from_json(&messages[0].body).unwrap(),
         Task::Dispatch {
-            event_id: event_id.clone()
+            event_id: event_id.clone(),
+            // A 1 KiB webhook travels inline, as stored.
+            event: Some(InlineEvent::new(&event)),
         }
     );
 

@@ -4,14 +4,15 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::sample_event;
-use crate::domain::Task;
+use crate::domain::{InlineEvent, Task};
 use crate::ports::{Backend, InsertOutcome};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const PATIENCE: Duration = Duration::from_secs(15);
 
 /// Receives (and acks) messages until `expected` have arrived and a further second brings
-/// none; returns the dispatched event ids in arrival order.
+/// none; returns the dispatched event ids in arrival order. Each task's inline event, if it
+/// carries one, must be the stored event of its id ([`check_inline`]).
 async fn drain_dispatches(b: &Backend, expected: usize) -> Vec<String> {
     let deadline = Instant::now() + PATIENCE;
     let mut seen = Vec::new();
@@ -40,12 +41,27 @@ async fn drain_dispatches(b: &Backend, expected: usize) -> Vec<String> {
         quiet_since = None;
         for message in got {
             match Task::from_json(&message.body).expect("a task") {
-                Task::Dispatch { event_id } => seen.push(event_id),
+                Task::Dispatch { event_id, event } => {
+                    check_inline(b, &event_id, event).await;
+                    seen.push(event_id);
+                }
                 other => panic!("the intake sent {other:?}"),
             }
             b.queue.ack(&message.receipt).await.expect("ack");
         }
     }
+}
+
+/// A dispatch task either goes by reference (an adapter whose queue shares the event's
+/// database) or carries exactly what `get_event` returns for its id.
+async fn check_inline(b: &Backend, event_id: &str, inline: Option<InlineEvent>) {
+    let Some(inline) = inline else { return };
+    let stored = b.events.get_event(event_id).await.unwrap();
+    assert_eq!(
+        Some(inline.event()),
+        stored.as_ref(),
+        "the inline event of the task for {event_id} is the stored one"
+    );
 }
 
 pub async fn intake_stores_enqueues_and_deduplicates(b: &Backend) {
@@ -97,7 +113,11 @@ pub async fn intake_completes_an_unenqueued_original(b: &Backend) {
         b.events.insert_event(&original, HOUR).await.unwrap(),
         InsertOutcome::Inserted
     );
-    let retry = sample_event("intake", "stranded");
+    let mut retry = sample_event("intake", "stranded");
+    // The retry differs from the original in all but its dedup key (the id and receive time
+    // differ already): the task must carry the original, as stored.
+    retry.body = bytes::Bytes::from_static(br#"{"id":"ord_1","total":43}"#);
+    retry.headers.insert("x-retry".into(), "1".into());
     let stored = b.intake.store_and_enqueue(&retry, HOUR).await.unwrap();
     assert_eq!(stored.event_id, original.id);
     assert!(stored.duplicate);

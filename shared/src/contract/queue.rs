@@ -53,6 +53,7 @@ async fn assert_nothing_for(q: &dyn TaskQueue, period: Duration, why: &str) {
 fn dispatch(event_id: &str) -> Task {
     Task::Dispatch {
         event_id: event_id.to_owned(),
+        event: None,
     }
 }
 

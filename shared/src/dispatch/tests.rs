@@ -67,3 +67,7 @@ fn resent_retries_keep_their_series() {
         _ => panic!("expected a resend"),
     }
 }
+
+/// Dispatch tasks carrying their event inline, delivered without reading it back.
+#[cfg(feature = "sqlite")]
+mod inline;

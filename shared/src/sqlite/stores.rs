@@ -510,8 +510,10 @@ impl Intake for SqliteBackend {
                         (original.id, true)
                     }
                 };
+                // By reference: the queue is in the same database as the event.
                 let task = Task::Dispatch {
                     event_id: event_id.clone(),
+                    event: None,
                 };
                 insert_messages(c, &[(task.to_json(), 0)])?;
                 Ok(Stored {

@@ -39,6 +39,7 @@ fn event(source_id: &str, dedup_key: &str) -> Event {
 fn task(event_id: &str) -> Task {
     Task::Dispatch {
         event_id: event_id.to_owned(),
+        event: None,
     }
 }
 
