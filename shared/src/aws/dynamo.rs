@@ -39,9 +39,8 @@ pub(crate) mod names {
     pub const UNENQUEUED: &str = "unenqueued";
     pub const PENDING: &str = "pending";
     pub const RECEIVED_SK: &str = "received_sk";
-    /// Events: the body's length in bytes (N), so listings need not read the body. Events
-    /// stored before it existed lack it.
-    pub const BODY_SIZE: &str = "body_size";
+    /// Events: the body's length in bytes (N), so listings need not read the payload.
+    pub const BODY_SIZE: &str = "bs";
     /// Attempts: sort key `{subscription_id}#{attempt:010}`.
     pub const ATTEMPT_SK: &str = "sk";
     /// Attempts: GSI listing one subscription's attempts newest first
@@ -51,8 +50,10 @@ pub(crate) mod names {
 }
 use names::*;
 
+mod event_item;
 mod events;
 mod health;
+mod insert;
 mod paging;
 mod rate;
 
@@ -95,10 +96,15 @@ impl DynamoStore {
         id: &str,
         value: &T,
     ) -> StoreResult<()> {
+        self.put_new_item(table, kind, id, to_item(value)?).await
+    }
+
+    /// Puts an item whose `id` must be new; `Conflict` when it is taken.
+    async fn put_new_item(&self, table: &str, kind: &str, id: &str, item: Item) -> StoreResult<()> {
         self.client
             .put_item()
             .table_name(table)
-            .set_item(Some(to_item(value)?))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await
