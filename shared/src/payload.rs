@@ -7,9 +7,8 @@
 //! frame's 6 bytes carry an Adler-32 checksum, so a damaged blob is reported as
 //! [`StoreError::Corrupt`] rather than decoded into wrong bytes.
 //!
-//! Cost (`cargo bench -p hookhub --bench micro -- payload`, 2-core dev VM, realistic GitHub
-//! push bodies from `hookhub-bench`'s generator): 1 KiB packs in ~40 µs and unpacks in ~4 µs
-//! (to ~56 % of its size); 64 KiB packs in ~1.3 ms and unpacks in ~0.15 ms. That CPU is paid
+//! Cost: the `payload` group of `shared/benches/micro.rs` (`cargo bench -p hookhub-shared
+//! --bench micro -- payload`) packs and unpacks 1 KiB and 64 KiB push bodies. That CPU is paid
 //! once per insert and per read of the event, against one write unit saved per insert and per
 //! `mark_enqueued` (the stored item halves).
 

@@ -261,3 +261,25 @@ async fn damaged_payload_is_corrupt() {
         Err(hookhub::ports::StoreError::Corrupt(_))
     ));
 }
+
+/// An SDK retry of an event put whose first try landed (same id, source, key and receive
+/// time) is not a conflict: the insert goes on and owns its marker. Another event under a
+/// taken id still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landed_put_tried_again_is_not_a_conflict() {
+    let aws = fresh_aws().await;
+    let store = aws.store();
+    let event = sample_event("gh", "id:again");
+    store.insert_event(&event, HOUR).await.unwrap();
+    assert_eq!(
+        store.insert_event(&event, HOUR).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    let mut other = event.clone();
+    other.received_at += chrono::TimeDelta::nanoseconds(1);
+    assert!(matches!(
+        store.insert_event(&other, HOUR).await,
+        Err(hookhub::ports::StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_event(&event.id).await.unwrap(), Some(event));
+}

@@ -96,15 +96,10 @@ impl DynamoStore {
         id: &str,
         value: &T,
     ) -> StoreResult<()> {
-        self.put_new_item(table, kind, id, to_item(value)?).await
-    }
-
-    /// Puts an item whose `id` must be new; `Conflict` when it is taken.
-    async fn put_new_item(&self, table: &str, kind: &str, id: &str, item: Item) -> StoreResult<()> {
         self.client
             .put_item()
             .table_name(table)
-            .set_item(Some(item))
+            .set_item(Some(to_item(value)?))
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await

@@ -19,7 +19,7 @@ use crate::ports::{StoreError, StoreResult};
 /// Short names of the attributes only this module reads.
 const EVENT_TYPE: &str = "t";
 const CONTENT_TYPE: &str = "ct";
-const DEDUP_KEY: &str = "dk";
+pub(super) const DEDUP_KEY: &str = "dk";
 /// The dedup window the event was inserted with (N, nanoseconds), present only for events that
 /// own (or should own) a dedup marker: the sweep needs it to finish an interrupted insert.
 pub(super) const DEDUP_WINDOW: &str = "dw";

@@ -8,10 +8,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
-use super::event_item::event_item;
+use super::event_item::{event_item, DEDUP_KEY};
 use super::names::*;
 use super::{epoch_seconds, key, string_attr, DynamoStore, Item};
 use crate::aws::sdk_error;
@@ -88,8 +91,7 @@ impl DynamoStore {
             shard,
             self.expires_at(event.received_at),
         )?;
-        self.put_new_item(&self.events, "event", &event.id, item)
-            .await?;
+        self.put_event(event, item).await?;
         if !marked {
             return Ok(InsertOutcome::Inserted);
         }
@@ -113,6 +115,33 @@ impl DynamoStore {
                 "dedup marker of {} names missing event {}",
                 event.source_id, owner.event_id
             ))),
+        }
+    }
+
+    /// Puts a new event's item. The id being taken is `Conflict`, unless the item there is this
+    /// very event (same source, dedup key and receive time to the nanosecond): an SDK retry of
+    /// a put whose first try landed but whose answer was lost.
+    async fn put_event(&self, event: &Event, item: Item) -> StoreResult<()> {
+        let identity =
+            |item: &Item| ["source_id", RECEIVED_SK, DEDUP_KEY].map(|name| item.get(name).cloned());
+        let ours = identity(&item);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.events)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        match conditional_failure(&err) {
+            Some(failed) if failed.item().map(identity) == Some(ours) => Ok(()),
+            Some(_) => Err(StoreError::Conflict(format!("event {}", event.id))),
+            None => Err(sdk_error("PutItem", err)),
         }
     }
 
@@ -160,14 +189,7 @@ impl DynamoStore {
             Ok(_) => return Ok(None),
             Err(err) => err,
         };
-        let Some(failed) = err.as_service_error().and_then(|se| {
-            match se {
-            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
-                c,
-            ) => Some(c),
-            _ => None,
-        }
-        }) else {
+        let Some(failed) = conditional_failure(&err) else {
             return Err(sdk_error("PutItem", err));
         };
         match failed.item() {
@@ -259,6 +281,16 @@ impl DynamoStore {
             "sweep: dedup marker still contested; left for the next sweep"
         );
         Ok(false)
+    }
+}
+
+/// The typed conditional failure of a `PutItem` (with the old item when it was asked for).
+fn conditional_failure<R>(
+    err: &SdkError<PutItemError, R>,
+) -> Option<&ConditionalCheckFailedException> {
+    match err.as_service_error() {
+        Some(PutItemError::ConditionalCheckFailedException(failed)) => Some(failed),
+        _ => None,
     }
 }
 
