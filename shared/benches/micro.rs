@@ -1,6 +1,6 @@
 //! Micro benchmarks of the per-request hot paths, each beside a baseline measured in the same
 //! run: inbound verification per scheme, outbound signing, event-type and dedup-key extraction,
-//! and subscription filter matching.
+//! subscription filter matching, and the stored event payload's compression.
 //!
 //! `cargo bench -p hookhub-shared --bench micro`; `hookhub-bench micro-report` turns the
 //! results under `target/criterion` into a table with the ratio to the raw MAC.
@@ -580,6 +580,76 @@ fn jq(c: &mut Criterion) {
     group.finish();
 }
 
+/// A GitHub push body of exactly `size` bytes with a push's entropy (as `hookhub-bench`'s
+/// `push_body`, which the cost model sends): hex commit ids from a hash chain, each repeated in
+/// its URL, commit messages of common words, then JSON whitespace to the byte.
+fn push_like_body(size: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "fix", "add", "update", "parser", "queue", "retry", "cache", "index", "test", "docs",
+        "config", "handler", "schema", "client", "timeout", "release",
+    ];
+    let mut digest: [u8; 32] = Sha256::digest(b"push").into();
+    let mut body = String::from(
+        r#"{"ref":"refs/heads/main","repository":{"full_name":"octo/bench"},"commits":["#,
+    );
+    loop {
+        digest = Sha256::digest(digest).into();
+        let id = hex::encode(&digest[..20]);
+        let words: Vec<&str> = digest[20..26]
+            .iter()
+            .map(|b| WORDS[*b as usize % 16])
+            .collect();
+        let commit = format!(
+            r#"{{"id":"{id}","message":"{}","url":"https://github.com/octo/bench/commit/{id}","author":{{"name":"{}","email":"{}@users.noreply.github.com"}}}},"#,
+            words[..4].join(" "),
+            words[4],
+            words[5],
+        );
+        if body.len() + commit.len() + 3 > size {
+            break;
+        }
+        body.push_str(&commit);
+    }
+    body.push_str(r#"{}]"#);
+    body.extend(std::iter::repeat_n(
+        ' ',
+        size.saturating_sub(body.len() + 1),
+    ));
+    body.push('}');
+    body.into_bytes()
+}
+
+/// The DynamoDB event item's payload (`hookhub::payload`): GitHub headers and a push body,
+/// packed (deflate) and unpacked. Numbers quoted in `shared/src/payload.rs`.
+fn payload(c: &mut Criterion) {
+    let headers: std::collections::BTreeMap<String, String> = [
+        ("accept", "*/*"),
+        ("content-type", "application/json"),
+        ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ("x-github-event", "push"),
+        ("user-agent", "GitHub-Hookshot/044aadd"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut group = c.benchmark_group("payload");
+    for (size, label) in SIZES {
+        let body = push_like_body(size);
+        assert_eq!(body.len(), size);
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+        let packed = hookhub::payload::pack(&headers, &body).unwrap();
+        println!("payload {label}: packed to {} bytes", packed.len());
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("pack", label), &body, |b, body| {
+            b.iter(|| hookhub::payload::pack(black_box(&headers), black_box(body)).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("unpack", label), &packed, |b, packed| {
+            b.iter(|| hookhub::payload::unpack(black_box(packed)).unwrap())
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // Short runs: about 75 benchmarks must fit in a few minutes on a 2-core machine.
@@ -587,6 +657,6 @@ criterion_group! {
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2))
         .sample_size(50);
-    targets = verify, sign, extract, filter, jq
+    targets = verify, sign, extract, filter, jq, payload
 }
 criterion_main!(benches);

@@ -23,6 +23,7 @@ pub mod local;
 pub mod metrics;
 pub mod netguard;
 pub mod operational;
+pub mod payload;
 pub mod ports;
 pub mod private_files;
 pub mod retry;

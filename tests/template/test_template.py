@@ -79,21 +79,28 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
     "ReceiverFunction": {
         # SourceStore::get_source
         "SourcesTable": unconditional("dynamodb:GetItem"),
-        # insert_event (TransactWriteItems of two Puts), the dedup marker and original
-        # (GetItem), mark_enqueued (UpdateItem)
+        # insert_event (PutItem of the event, then of its dedup marker; a duplicate deletes
+        # its own pending event: DeleteItem), the marker and original (GetItem), mark_enqueued
+        # (UpdateItem)
         "EventsTable": {
-            **unconditional("dynamodb:PutItem", "dynamodb:GetItem"),
+            **unconditional("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"),
             "dynamodb:UpdateItem": MARK_ENQUEUED,
         },
         # enqueue_dispatch: SqsQueue::send
         "TaskQueue": unconditional("sqs:SendMessage*"),
     },
     "DispatcherFunction": {
-        # get_event; the sweep's list_unenqueued (BatchGetItem) and mark_enqueued (UpdateItem);
-        # operational events: insert_event (TransactWriteItems of Puts) and mark_enqueued;
-        # rate limits: reserve_slot (GetItem, conditional PutItem of the rate# item)
+        # get_event; the sweep's list_unenqueued (BatchGetItem), finishing interrupted inserts
+        # (GetItem and PutItem of the marker, DeleteItem of a pending duplicate) and
+        # mark_enqueued (UpdateItem); operational events: insert_event (PutItem) and
+        # mark_enqueued; rate limits: reserve_slot (GetItem, conditional PutItem of the rate# item)
         "EventsTable": {
-            **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"),
+            **unconditional(
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+            ),
             "dynamodb:UpdateItem": MARK_ENQUEUED,
         },
         "EventsTable/index/unenqueued": unconditional("dynamodb:Query"),
@@ -128,9 +135,9 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
         "SubscriptionsTable": unconditional(
             "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"
         ),
-        # get_event (and sizing an event stored without body_size), list_events (ids from an
-        # index, then BatchGetItem of the summary attributes); operational events of PATCH
-        # enabled: insert_event (TransactWriteItems of Puts) and mark_enqueued
+        # get_event, list_events (ids from an index, then BatchGetItem of the summary
+        # attributes); operational events of PATCH
+        # enabled: insert_event (PutItem; never deduplicated, so no marker) and mark_enqueued
         "EventsTable": {
             **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"),
             "dynamodb:UpdateItem": MARK_ENQUEUED,
@@ -400,16 +407,23 @@ class TemplateTest(unittest.TestCase):
                         actions["dynamodb:UpdateItem"], updating_only(*in_code[resource])
                     )
 
-    def test_rate_items_are_the_only_single_puts_on_events(self):
-        """Events and markers go in through transactions; the one plain put_item on the events
-        table is the rate-limit item, under its own key prefix."""
+    def test_puts_and_deletes_on_events_come_from_the_insert_and_rate_items(self):
+        """Events and markers are put by the insert protocol (insert.rs), rate-limit items under
+        their own key prefix (rate.rs); the only DeleteItem on events is the insert's delete of
+        a still-pending duplicate."""
         rate = (ROOT / "shared/src/aws/dynamo/rate.rs").read_text()
         self.assertIn(f'format!("{RATE_ITEM_PREFIX}{{subscription_id}}")', rate)
         for path in sorted((ROOT / "shared/src/aws").rglob("*.rs")):
-            for call in re.findall(r"\.put_item\(\)(.*?)\.send\(\)", path.read_text(), re.S):
+            source = path.read_text()
+            for call in re.findall(r"\.put_item\(\)(.*?)\.send\(\)", source, re.S):
                 table = re.search(r"\.table_name\(&?([\w.]+)\)", call).group(1)
                 if TABLE_FIELDS.get(table) == "EventsTable":
-                    self.assertEqual(path.name, "rate.rs", "only rate items are put on events")
+                    self.assertIn(path.name, ("insert.rs", "rate.rs"), "puts on events")
+            for call in re.findall(r"\.delete_item\(\)(.*?)\.send\(\)", source, re.S):
+                table = re.search(r"\.table_name\(&?([\w.]+)\)", call).group(1)
+                if TABLE_FIELDS.get(table) == "EventsTable":
+                    self.assertEqual(path.name, "insert.rs", "deletes on events")
+                    self.assertIn("attribute_exists({PENDING})", call, "only pending events")
 
     def test_no_wildcards_and_no_broad_managed_policies(self):
         for name, resource in self.deployed.items():

@@ -9,9 +9,9 @@ mod aws_specific {
     use std::time::{Duration, Instant};
 
     use chrono::{DateTime, TimeDelta, Utc};
-    use hookhub::aws::aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use hookhub::aws::aws_sdk_dynamodb::operation::put_item::PutItemError;
     use hookhub::aws::aws_sdk_dynamodb::types::{
-        AttributeValue, Put, TimeToLiveStatus, TransactWriteItem,
+        AttributeValue, ReturnValuesOnConditionCheckFailure, TimeToLiveStatus,
     };
     use hookhub::aws::aws_sdk_sqs::types::QueueAttributeName;
     use hookhub::aws::{Aws, AwsSettings, QueueRef, SqsQueue};
@@ -317,9 +317,13 @@ mod aws_specific {
             number(&item, "expires_at"),
             event.received_at.timestamp() + retention
         );
-        assert!(
-            matches!(item.get("body"), Some(AttributeValue::B(b)) if b.as_ref() == event.body),
-            "the body is stored as Binary"
+        let Some(AttributeValue::B(payload)) = item.get("p") else {
+            panic!("headers and body are stored as one Binary payload: {item:?}");
+        };
+        assert_eq!(
+            hookhub::payload::unpack(payload.as_ref()).unwrap(),
+            (event.headers.clone(), event.body.clone()),
+            "the payload holds the headers and the body"
         );
         assert!(
             item.contains_key("pending"),
@@ -363,7 +367,9 @@ mod aws_specific {
         );
     }
 
-    /// Duplicates are told apart by the typed cancellation reasons of the transaction.
+    /// Duplicates are told apart by the typed conditional failure of the marker's PutItem, which
+    /// carries the live marker (`ReturnValuesOnConditionCheckFailure`), so its owner needs no
+    /// extra read.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn duplicate_insert_is_a_typed_conditional_failure() {
         let aws = fresh_aws().await;
@@ -375,31 +381,26 @@ mod aws_specific {
             InsertOutcome::Inserted
         );
 
-        // What the adapter relies on: the SDK surfaces the cancellation reason as data.
-        let put = Put::builder()
+        // What the adapter relies on: the SDK surfaces the failure and the old item as data.
+        let err = aws
+            .dynamodb()
+            .put_item()
             .table_name(&events_table)
             .item("id", AttributeValue::S("dedup#gh#delivery-42".into()))
             .condition_expression("attribute_not_exists(id)")
-            .build()
-            .unwrap();
-        let err = aws
-            .dynamodb()
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await
             .expect_err("the marker exists");
-        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
+        let Some(PutItemError::ConditionalCheckFailedException(failed)) = err.as_service_error()
         else {
-            panic!("expected TransactionCanceledException, got {err:?}");
+            panic!("expected ConditionalCheckFailedException, got {err:?}");
         };
-        let codes: Vec<_> = cancelled
-            .cancellation_reasons()
-            .iter()
-            .map(|r| r.code())
-            .collect();
-        assert_eq!(codes, [Some("ConditionalCheckFailed")]);
+        assert_eq!(
+            failed.item().and_then(|old| old.get("event_id")),
+            Some(&AttributeValue::S(original.id.clone())),
+            "the live marker comes back with the failure"
+        );
 
         let mut again = sample_event("gh", "delivery-42");
         again.body = bytes::Bytes::from_static(b"a retry with another body");
@@ -457,34 +458,24 @@ mod aws_specific {
         assert!(unenqueued.iter().all(|e| e.body == body), "bodies intact");
     }
 
-    /// Events carry their body size, so listings skip the body; events stored before that
-    /// attribute existed are still listed with their size.
+    /// Events carry their body size, so listings never read the payload.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn listing_sizes_events_with_and_without_a_stored_size() {
+    async fn listing_sizes_events_from_the_stored_size() {
         let aws = fresh_aws().await;
         let store = aws.store();
         let events_table = &aws.settings().events_table;
-        let mut sized = sample_event("gh", "sized");
-        sized.body = bytes::Bytes::from(vec![b'x'; 1000]);
-        let mut legacy = sample_event("gh", "legacy");
-        legacy.body = bytes::Bytes::from(vec![0u8; 3000]);
-        for event in [&sized, &legacy] {
+        let mut small = sample_event("gh", "small");
+        small.body = bytes::Bytes::from(vec![b'x'; 1000]);
+        let mut large = sample_event("gh", "large");
+        large.body = bytes::Bytes::from(vec![0u8; 3000]);
+        for event in [&small, &large] {
             store.insert_event(event, HOUR).await.unwrap();
         }
-        let item = raw_item(&aws, events_table, &[("id", &sized.id)]).await;
-        assert_eq!(number(&item, "body_size"), 1000);
-        // As an event written by an earlier version: no body_size.
-        aws.dynamodb()
-            .update_item()
-            .table_name(events_table)
-            .key("id", AttributeValue::S(legacy.id.clone()))
-            .update_expression("REMOVE body_size")
-            .send()
-            .await
-            .expect("UpdateItem");
+        let item = raw_item(&aws, events_table, &[("id", &small.id)]).await;
+        assert_eq!(number(&item, "bs"), 1000);
         let listed = listed(&store, "gh").await;
         // Ids made in the same millisecond may sort either way: expect the id order.
-        let mut expected = vec![EventSummary::from(&legacy), EventSummary::from(&sized)];
+        let mut expected = vec![EventSummary::from(&large), EventSummary::from(&small)];
         expected.sort_by(|a, b| b.id.cmp(&a.id));
         assert_eq!(
             listed, expected,

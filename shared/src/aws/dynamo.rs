@@ -39,9 +39,8 @@ pub(crate) mod names {
     pub const UNENQUEUED: &str = "unenqueued";
     pub const PENDING: &str = "pending";
     pub const RECEIVED_SK: &str = "received_sk";
-    /// Events: the body's length in bytes (N), so listings need not read the body. Events
-    /// stored before it existed lack it.
-    pub const BODY_SIZE: &str = "body_size";
+    /// Events: the body's length in bytes (N), so listings need not read the payload.
+    pub const BODY_SIZE: &str = "bs";
     /// Attempts: sort key `{subscription_id}#{attempt:010}`.
     pub const ATTEMPT_SK: &str = "sk";
     /// Attempts: GSI listing one subscription's attempts newest first (`sub_shard`,
@@ -53,8 +52,10 @@ pub(crate) mod names {
 }
 use names::*;
 
+mod event_item;
 mod events;
 mod health;
+mod insert;
 mod paging;
 mod rate;
 

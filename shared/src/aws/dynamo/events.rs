@@ -6,23 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
+use super::event_item::{dedup_window, event_from_item, summary_from_item, SUMMARY_ATTRIBUTES};
+use super::insert::DEDUP_PREFIX;
 use super::names::*;
-use super::{
-    epoch_seconds, from_item, key, sortable_time, string_attr, to_item, DynamoStore, Item,
-};
+use super::{key, sortable_time, string_attr, DynamoStore, Item};
 use crate::aws::sdk_error;
 use crate::domain::{Event, EventSummary};
 use crate::ports::{EventQuery, EventRange, EventStore, InsertOutcome, StoreError, StoreResult};
-
-/// Dedup markers live in the events table under this key prefix.
-const DEDUP_PREFIX: &str = "dedup#";
-/// How often a transaction cancelled by a concurrent one is retried.
-const TRANSACTION_TRIES: u32 = 3;
 
 impl DynamoStore {
     /// Ids from a keys-only index query.
@@ -35,15 +28,6 @@ impl DynamoStore {
             .query(query.table_name(&self.events), Some(limit))
             .await?;
         items.iter().map(|item| string_attr(item, "id")).collect()
-    }
-
-    /// Events by id, in the order given; ids that no longer exist (expired) are skipped.
-    async fn batch_get_events(&self, ids: &[String]) -> StoreResult<Vec<Event>> {
-        self.batch_get(ids, &[])
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect()
     }
 
     /// Event items by id, in the order given, with only the `attributes` named (all when
@@ -107,180 +91,17 @@ impl DynamoStore {
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
-    /// Summaries of events by id, in the order given: the body is not read, only its stored
-    /// size. Events stored before sizes were (no `body_size`) have their body read, one at a
-    /// time, to measure it.
+    /// Summaries of events by id, in the order given: the payload is not read, only the
+    /// stored body size.
     pub(super) async fn batch_get_summaries(
         &self,
         ids: &[String],
     ) -> StoreResult<Vec<EventSummary>> {
-        let items = self.batch_get(ids, &SummaryItem::ATTRIBUTES).await?;
-        let mut summaries = Vec::with_capacity(items.len());
-        for item in items {
-            let item: SummaryItem = from_item(item)?;
-            let size = match item.body_size {
-                Some(size) => size,
-                None => match self.stored_body_size(&item.id).await? {
-                    Some(size) => size,
-                    None => continue, // expired meanwhile
-                },
-            };
-            summaries.push(EventSummary {
-                id: item.id,
-                source_id: item.source_id,
-                event_type: item.event_type,
-                received_at: item.received_at,
-                content_type: item.content_type,
-                size,
-            });
-        }
-        Ok(summaries)
-    }
-
-    /// The body length of an event stored without `body_size`; `None` when it is gone.
-    async fn stored_body_size(&self, id: &str) -> StoreResult<Option<usize>> {
-        tracing::debug!(
-            event_id = id,
-            "event without body_size: reading its body to size it"
-        );
-        let (projection, names) = projection(&["body"]);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.events)
-            .set_key(Some(key("id", id)))
-            .projection_expression(projection)
-            .set_expression_attribute_names(Some(names))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        match out.item.as_ref().and_then(|item| item.get("body")) {
-            None => Ok(None),
-            Some(AttributeValue::B(body)) => Ok(Some(body.as_ref().len())),
-            Some(_) => Err(StoreError::Corrupt(format!(
-                "event {id}: body is not binary"
-            ))),
-        }
-    }
-
-    async fn try_insert_event(
-        &self,
-        event: &Event,
-        window: Duration,
-    ) -> StoreResult<Option<InsertOutcome>> {
-        let mut item = to_item(event)?;
-        item.insert(EXPIRES_AT.into(), self.expires_at(event.received_at));
-        item.insert(
-            LIST_SHARD.into(),
-            AttributeValue::S(list_shard(&event.id, self.list_shards)),
-        );
-        item.insert(
-            BODY_SIZE.into(),
-            AttributeValue::N(event.body.len().to_string()),
-        );
-        item.insert(
-            RECEIVED_SK.into(),
-            AttributeValue::S(received_sk(event.received_at, &event.id)),
-        );
-        if !event.enqueued {
-            // Sharded like `by-time`: every new event passes through this index.
-            item.insert(
-                PENDING.into(),
-                AttributeValue::S(list_shard(&event.id, self.list_shards)),
-            );
-        }
-        let received_ns = nanos(event.received_at);
-        let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
-        let marker = HashMap::from([
-            (
-                "id".to_string(),
-                AttributeValue::S(dedup_id(&event.source_id, &event.dedup_key)),
-            ),
-            ("event_id".to_string(), AttributeValue::S(event.id.clone())),
-            (
-                "received_ns".to_string(),
-                AttributeValue::N(received_ns.to_string()),
-            ),
-            // The marker only matters for the window; TTL removes it a while after (counted
-            // from now too, as a back-dated event's window may still be running).
-            (
-                EXPIRES_AT.to_string(),
-                epoch_seconds(
-                    event.received_at.max(Utc::now()),
-                    window + Duration::from_secs(3600),
-                ),
-            ),
-        ]);
-        let transact = |put: aws_sdk_dynamodb::types::builders::PutBuilder| {
-            put.table_name(&self.events)
-                .build()
-                .map(|put| TransactWriteItem::builder().put(put).build())
-                .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems: {e}")))
-        };
-        let marker_put = transact(
-            Put::builder()
-                .set_item(Some(marker))
-                // A marker older than the window may be replaced: its window has passed.
-                .condition_expression("attribute_not_exists(id) OR received_ns <= :cutoff")
-                .expression_attribute_values(
-                    ":cutoff",
-                    AttributeValue::N(received_ns.saturating_sub(window_ns).to_string()),
-                ),
-        )?;
-        let event_put = transact(
-            Put::builder()
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(id)"),
-        )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(marker_put)
-            .transact_items(event_put)
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Some(InsertOutcome::Inserted)),
-            Err(err) => err,
-        };
-        // Matched on the typed cancellation reasons, in the order of the transact items.
-        let reasons: Vec<Option<String>> = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(tc)) => tc
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().map(str::to_owned))
-                .collect(),
-            _ => return Err(sdk_error("TransactWriteItems", err)),
-        };
-        let code = |i: usize| reasons.get(i).cloned().flatten();
-        if code(0).as_deref() == Some("ConditionalCheckFailed") {
-            return self.original_of(event).await;
-        }
-        if code(1).as_deref() == Some("ConditionalCheckFailed") {
-            return Err(StoreError::Conflict(format!("event {}", event.id)));
-        }
-        if reasons.iter().flatten().any(|c| c == "TransactionConflict") {
-            // A concurrent insert with the same dedup key: try again to see its outcome.
-            return Ok(None);
-        }
-        Err(sdk_error("TransactWriteItems", err))
-    }
-
-    /// The event a live dedup marker points to; `None` when the marker vanished meanwhile.
-    async fn original_of(&self, event: &Event) -> StoreResult<Option<InsertOutcome>> {
-        let marker_id = dedup_id(&event.source_id, &event.dedup_key);
-        let Some(marker) = self.get_item(&self.events, key("id", &marker_id)).await? else {
-            return Ok(None);
-        };
-        let original_id = string_attr(&marker, "event_id")?;
-        match self.get_event(&original_id).await? {
-            Some(original) => Ok(Some(InsertOutcome::Duplicate(Box::new(original)))),
-            None => Err(StoreError::Corrupt(format!(
-                "dedup marker of {} points to missing event {original_id}",
-                event.source_id
-            ))),
-        }
+        self.batch_get(ids, &SUMMARY_ATTRIBUTES)
+            .await?
+            .iter()
+            .map(summary_from_item)
+            .collect()
     }
 }
 
@@ -291,21 +112,17 @@ impl EventStore for DynamoStore {
         event: &Event,
         dedup_window: Duration,
     ) -> StoreResult<InsertOutcome> {
-        for _ in 0..TRANSACTION_TRIES {
-            if let Some(outcome) = self.try_insert_event(event, dedup_window).await? {
-                return Ok(outcome);
-            }
-        }
-        Err(StoreError::Unavailable(
-            "TransactWriteItems: TransactionConflict".into(),
-        ))
+        self.put_event_then_marker(event, dedup_window).await
     }
 
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
         if id.starts_with(DEDUP_PREFIX) {
             return Ok(None);
         }
-        self.get_record(&self.events, id).await
+        self.get_item(&self.events, key("id", id))
+            .await?
+            .map(|item| event_from_item(&item))
+            .transpose()
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<EventSummary>> {
@@ -408,9 +225,16 @@ impl EventStore for DynamoStore {
         keys.sort_unstable();
         keys.truncate(limit);
         let ids: Vec<String> = keys.into_iter().map(|(_, id)| id).collect();
-        // The index lags the table: drop events enqueued meanwhile.
-        let events = self.batch_get_events(&ids).await?;
-        Ok(events.into_iter().filter(|e| !e.enqueued).collect())
+        let mut events = Vec::with_capacity(ids.len());
+        for item in self.batch_get(&ids, &[]).await? {
+            let event = event_from_item(&item)?;
+            // The index lags the table: events enqueued meanwhile are dropped. The others
+            // finish their insert first (an interrupted one may be a duplicate to delete).
+            if !event.enqueued && self.settle_pending(&event, dedup_window(&item)).await? {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     async fn events_page(
@@ -420,28 +244,6 @@ impl EventStore for DynamoStore {
     ) -> StoreResult<Vec<EventSummary>> {
         self.events_in_range(range, limit).await
     }
-}
-
-/// What a listing reads of an event item.
-#[derive(Deserialize)]
-struct SummaryItem {
-    id: String,
-    source_id: String,
-    event_type: String,
-    received_at: DateTime<Utc>,
-    content_type: Option<String>,
-    body_size: Option<usize>,
-}
-
-impl SummaryItem {
-    const ATTRIBUTES: [&'static str; 6] = [
-        "id",
-        "source_id",
-        "event_type",
-        "received_at",
-        "content_type",
-        BODY_SIZE,
-    ];
 }
 
 /// A projection expression naming `attributes` through placeholders (`#a0, #a1…`).
@@ -458,33 +260,15 @@ fn projection(attributes: &[&str]) -> (String, HashMap<String, String>) {
     (expression, names)
 }
 
-fn nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
-fn received_sk(t: DateTime<Utc>, id: &str) -> String {
-    format!("{}#{id}", sortable_time(t))
-}
-
 /// Stable (persisted) spread of events over the `by-time` and `unenqueued` partitions
 /// (`HOOKHUB_LIST_SHARDS`; one partition would cap ingestion at ~1,000 events/s).
-fn list_shard(id: &str, shards: u32) -> String {
+pub(super) fn list_shard(id: &str, shards: u32) -> String {
     super::stable_shard(id, shards).to_string()
-}
-
-/// The dedup marker's key. Long provider keys are hashed to stay far below the 2 KB key limit.
-fn dedup_id(source_id: &str, dedup_key: &str) -> String {
-    if dedup_key.len() <= 512 {
-        format!("{DEDUP_PREFIX}{source_id}#{dedup_key}")
-    } else {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(dedup_key.as_bytes());
-        format!("{DEDUP_PREFIX}{source_id}#sha256:{}", hex::encode(digest))
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::event_item::received_sk;
     use super::*;
     use chrono::TimeZone;
 
@@ -498,30 +282,5 @@ mod tests {
         assert!(sortable_time(a) < sortable_time(b));
         assert!(received_sk(a, "evt_z") < format!("{}$", sortable_time(a)));
         assert!(received_sk(b, "evt_a") > format!("{}$", sortable_time(a)));
-    }
-
-    #[test]
-    fn dedup_ids_stay_short() {
-        assert_eq!(dedup_id("gh", "abc"), "dedup#gh#abc");
-        assert!(dedup_id("gh", &"x".repeat(5000)).len() < 100);
-    }
-
-    #[test]
-    fn event_items_carry_binary_bodies() {
-        let event = Event {
-            id: "evt_1".into(),
-            source_id: "gh".into(),
-            event_type: "push".into(),
-            received_at: Utc::now(),
-            content_type: None,
-            dedup_key: "k".into(),
-            headers: Default::default(),
-            body: bytes::Bytes::from_static(&[0, 159, 146, 150, 255]),
-            enqueued: false,
-        };
-        let item = to_item(&event).unwrap();
-        assert!(matches!(item.get("body"), Some(AttributeValue::B(_))));
-        let back: Event = from_item(item).unwrap();
-        assert_eq!(back, event);
     }
 }

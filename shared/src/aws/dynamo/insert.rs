@@ -1,0 +1,382 @@
+//! The event insert without a transaction: the event item first, then (only for a real dedup
+//! key) its dedup marker, each a conditional `PutItem`. A marker is only ever written after its
+//! event is stored, so a duplicate answer always names a stored event; an event stored without
+//! owning its marker (a crash between the two writes, or a lost race before its delete) is left
+//! pending, and the unenqueued sweep finishes it ([`DynamoStore::settle_pending`]).
+//! Layout and crash table: `docs/aws-layout.md`, "Insert and dedup".
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, Utc};
+
+use super::event_item::{event_item, DEDUP_KEY};
+use super::names::*;
+use super::{epoch_seconds, key, string_attr, DynamoStore, Item};
+use crate::aws::sdk_error;
+use crate::domain::Event;
+use crate::ports::{EventStore, InsertOutcome, StoreError, StoreResult};
+
+/// Dedup markers live in the events table under this key prefix.
+pub(super) const DEDUP_PREFIX: &str = "dedup#";
+/// Rounds of claim-then-reread before the sweep leaves an event for its next run.
+const CLAIM_ROUNDS: u32 = 3;
+
+/// Who holds a dedup marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MarkerOwner {
+    pub event_id: String,
+    pub received_ns: i64,
+}
+
+/// What the sweep does with a pending event that should own a dedup marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Settle {
+    /// It owns the marker: enqueue it.
+    Dispatch,
+    /// No marker, or one whose window has passed for this event: take it, then decide again.
+    Claim,
+    /// Another event within the window holds the marker: this one lost the race (it was never
+    /// acknowledged under its own id), so it is deleted.
+    Delete,
+    /// The marker is held by an event received a whole window or more after this one: not a
+    /// duplicate of it, so this one is enqueued without the marker.
+    DispatchUnmarked,
+}
+
+/// The sweep's decision for a pending event received at `received_ns` with `window`, given
+/// its marker. Mirrors the insert's condition: a marker received at or before
+/// `received_ns - window` has expired for this event.
+pub(super) fn settle(
+    event_id: &str,
+    received_ns: i64,
+    window: Duration,
+    marker: Option<&MarkerOwner>,
+) -> Settle {
+    let window = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+    match marker {
+        None => Settle::Claim,
+        Some(owner) if owner.event_id == event_id => Settle::Dispatch,
+        Some(owner) if owner.received_ns <= received_ns.saturating_sub(window) => Settle::Claim,
+        Some(owner) if owner.received_ns >= received_ns.saturating_add(window) => {
+            Settle::DispatchUnmarked
+        }
+        Some(_) => Settle::Delete,
+    }
+}
+
+/// Whether the event takes a dedup marker: `once:{id}` keys can match nothing, so they do not.
+pub(super) fn takes_marker(event: &Event) -> bool {
+    event
+        .dedup_key
+        .strip_prefix("once:")
+        .is_none_or(|rest| rest != event.id)
+}
+
+impl DynamoStore {
+    pub(super) async fn put_event_then_marker(
+        &self,
+        event: &Event,
+        window: Duration,
+    ) -> StoreResult<InsertOutcome> {
+        let marked = takes_marker(event);
+        let shard = super::events::list_shard(&event.id, self.list_shards);
+        let item = event_item(
+            event,
+            marked.then_some(window),
+            shard,
+            self.expires_at(event.received_at),
+        )?;
+        self.put_event(event, item).await?;
+        if !marked {
+            return Ok(InsertOutcome::Inserted);
+        }
+        let owner = match self.put_marker(event, window).await? {
+            None => return Ok(InsertOutcome::Inserted),
+            // The sweep claimed it for this very event meanwhile.
+            Some(owner) if owner.event_id == event.id => return Ok(InsertOutcome::Inserted),
+            Some(owner) => owner,
+        };
+        // A duplicate: ours must never be dispatched. Should this delete fail, the event stays
+        // pending without its marker and the sweep deletes it.
+        self.delete_pending(&event.id).await?;
+        tracing::debug!(
+            event_id = %event.id,
+            original_id = %owner.event_id,
+            "duplicate event: removed the copy stored before the dedup check"
+        );
+        match self.get_event(&owner.event_id).await? {
+            Some(original) => Ok(InsertOutcome::Duplicate(Box::new(original))),
+            None => Err(StoreError::Corrupt(format!(
+                "dedup marker of {} names missing event {}",
+                event.source_id, owner.event_id
+            ))),
+        }
+    }
+
+    /// Puts a new event's item. The id being taken is `Conflict`, unless the item there is this
+    /// very event (same source, dedup key and receive time to the nanosecond): an SDK retry of
+    /// a put whose first try landed but whose answer was lost.
+    async fn put_event(&self, event: &Event, item: Item) -> StoreResult<()> {
+        let identity =
+            |item: &Item| ["source_id", RECEIVED_SK, DEDUP_KEY].map(|name| item.get(name).cloned());
+        let ours = identity(&item);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.events)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        match conditional_failure(&err) {
+            Some(failed) if failed.item().map(identity) == Some(ours) => Ok(()),
+            Some(_) => Err(StoreError::Conflict(format!("event {}", event.id))),
+            None => Err(sdk_error("PutItem", err)),
+        }
+    }
+
+    /// Puts the event's dedup marker unless a live one (within `window` before the event) is
+    /// there; returns that one's owner. A marker is replaced once its window has passed.
+    async fn put_marker(
+        &self,
+        event: &Event,
+        window: Duration,
+    ) -> StoreResult<Option<MarkerOwner>> {
+        let marker_id = dedup_id(&event.source_id, &event.dedup_key);
+        let received_ns = nanos(event.received_at);
+        let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+        let marker = HashMap::from([
+            ("id".to_string(), AttributeValue::S(marker_id.clone())),
+            ("event_id".to_string(), AttributeValue::S(event.id.clone())),
+            (
+                "received_ns".to_string(),
+                AttributeValue::N(received_ns.to_string()),
+            ),
+            // The marker only matters for the window; TTL removes it a while after (counted
+            // from now too, as a back-dated event's window may still be running).
+            (
+                EXPIRES_AT.to_string(),
+                epoch_seconds(
+                    event.received_at.max(Utc::now()),
+                    window + Duration::from_secs(3600),
+                ),
+            ),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.events)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(id) OR received_ns <= :cutoff")
+            .expression_attribute_values(
+                ":cutoff",
+                AttributeValue::N(received_ns.saturating_sub(window_ns).to_string()),
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(None),
+            Err(err) => err,
+        };
+        let Some(failed) = conditional_failure(&err) else {
+            return Err(sdk_error("PutItem", err));
+        };
+        match failed.item() {
+            Some(old) => marker_owner(old).map(Some),
+            // The live marker was not returned: read it (it exists, the condition said so).
+            None => match self.marker(&marker_id).await? {
+                Some(owner) => Ok(Some(owner)),
+                None => Err(StoreError::Unavailable(format!(
+                    "dedup marker {marker_id} vanished during the insert"
+                ))),
+            },
+        }
+    }
+
+    /// The marker's owner, read consistently; `None` when there is none.
+    async fn marker(&self, marker_id: &str) -> StoreResult<Option<MarkerOwner>> {
+        self.get_item(&self.events, key("id", marker_id))
+            .await?
+            .map(|item| marker_owner(&item))
+            .transpose()
+    }
+
+    /// Deletes an event that was never enqueued (`pending` still set); says whether it did.
+    async fn delete_pending(&self, id: &str) -> StoreResult<bool> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.events)
+            .set_key(Some(key("id", id)))
+            .condition_expression(format!("attribute_exists({PENDING})"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error("DeleteItem", e)),
+        }
+    }
+
+    /// Finishes the insert protocol for a pending event the sweep found: whether it is to be
+    /// enqueued. Events without a marker (`once:` keys) always are.
+    pub(super) async fn settle_pending(
+        &self,
+        event: &Event,
+        window: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let Some(window) = window.filter(|_| takes_marker(event)) else {
+            return Ok(true);
+        };
+        let marker_id = dedup_id(&event.source_id, &event.dedup_key);
+        let mut owner = self.marker(&marker_id).await?;
+        for _ in 0..CLAIM_ROUNDS {
+            match settle(&event.id, nanos(event.received_at), window, owner.as_ref()) {
+                Settle::Dispatch => return Ok(true),
+                Settle::DispatchUnmarked => {
+                    tracing::warn!(
+                        event_id = %event.id,
+                        "sweep: a later event holds the dedup marker; enqueueing this one unmarked"
+                    );
+                    return Ok(true);
+                }
+                Settle::Delete => {
+                    self.delete_pending(&event.id).await?;
+                    tracing::warn!(
+                        event_id = %event.id,
+                        "sweep: deleted a duplicate left behind by an interrupted insert"
+                    );
+                    return Ok(false);
+                }
+                Settle::Claim => {
+                    owner = self.put_marker(event, window).await?;
+                    if owner.is_none() {
+                        tracing::warn!(
+                            event_id = %event.id,
+                            "sweep: claimed the dedup marker of an interrupted insert"
+                        );
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        tracing::warn!(
+            event_id = %event.id,
+            "sweep: dedup marker still contested; left for the next sweep"
+        );
+        Ok(false)
+    }
+}
+
+/// The typed conditional failure of a `PutItem` (with the old item when it was asked for).
+fn conditional_failure<R>(
+    err: &SdkError<PutItemError, R>,
+) -> Option<&ConditionalCheckFailedException> {
+    match err.as_service_error() {
+        Some(PutItemError::ConditionalCheckFailedException(failed)) => Some(failed),
+        _ => None,
+    }
+}
+
+fn marker_owner(item: &Item) -> StoreResult<MarkerOwner> {
+    let received_ns = match item.get("received_ns") {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    };
+    Ok(MarkerOwner {
+        event_id: string_attr(item, "event_id")?,
+        received_ns: received_ns
+            .ok_or_else(|| StoreError::Corrupt("dedup marker without received_ns".into()))?,
+    })
+}
+
+pub(super) fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// The dedup marker's key. Long provider keys are hashed to stay far below the 2 KB key limit.
+pub(super) fn dedup_id(source_id: &str, dedup_key: &str) -> String {
+    if dedup_key.len() <= 512 {
+        format!("{DEDUP_PREFIX}{source_id}#{dedup_key}")
+    } else {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(dedup_key.as_bytes());
+        format!("{DEDUP_PREFIX}{source_id}#sha256:{}", hex::encode(digest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_ids_stay_short() {
+        assert_eq!(dedup_id("gh", "abc"), "dedup#gh#abc");
+        assert!(dedup_id("gh", &"x".repeat(5000)).len() < 100);
+    }
+
+    #[test]
+    fn only_real_keys_take_markers() {
+        let event = |id: &str, key: &str| Event {
+            id: id.into(),
+            source_id: "gh".into(),
+            event_type: "push".into(),
+            received_at: Utc::now(),
+            content_type: None,
+            dedup_key: key.into(),
+            headers: Default::default(),
+            body: bytes::Bytes::new(),
+            enqueued: false,
+        };
+        assert!(!takes_marker(&event("evt_1", "once:evt_1")));
+        assert!(takes_marker(&event("evt_1", "id:abc")));
+        assert!(takes_marker(&event("evt_1", "once:evt_2")));
+        assert!(takes_marker(&event("evt_1", "header:once:evt_1")));
+    }
+
+    #[test]
+    fn settle_decisions() {
+        const W: Duration = Duration::from_secs(100);
+        const S: i64 = 1_000_000_000;
+        let owner = |id: &str, secs: i64| MarkerOwner {
+            event_id: id.into(),
+            received_ns: secs * S,
+        };
+        let cases = [
+            (None, Settle::Claim),
+            (Some(owner("evt_me", 1000)), Settle::Dispatch),
+            // Another event within the window, before or after this one.
+            (Some(owner("evt_other", 1000)), Settle::Delete),
+            (Some(owner("evt_other", 901)), Settle::Delete),
+            (Some(owner("evt_other", 1099)), Settle::Delete),
+            // Its window has passed for this event (the insert's own condition: `<=`).
+            (Some(owner("evt_other", 900)), Settle::Claim),
+            (Some(owner("evt_other", 10)), Settle::Claim),
+            // A later, distinct event.
+            (Some(owner("evt_other", 1100)), Settle::DispatchUnmarked),
+        ];
+        for (marker, want) in cases {
+            assert_eq!(
+                settle("evt_me", 1000 * S, W, marker.as_ref()),
+                want,
+                "{marker:?}"
+            );
+        }
+    }
+}
