@@ -29,8 +29,11 @@ type Item = HashMap<String, AttributeValue>;
 pub(crate) mod names {
     /// TTL attribute (epoch seconds) on events, dedup markers and attempts.
     pub const EXPIRES_AT: &str = "expires_at";
-    /// Events: GSI listing one source's events newest first (`source_id`, `id`).
+    /// Events: GSI listing one source's events newest first (`source_shard`, `id`), each
+    /// source spread over `HOOKHUB_INDEX_SHARDS` partitions.
     pub const BY_SOURCE: &str = "by-source";
+    /// Events: `{source_id}#{k}`, `k` a stable hash of the event id modulo the index shards.
+    pub const SOURCE_SHARD: &str = "source_shard";
     /// Events: GSI listing all events newest first, spread over a few partitions
     /// (`list_shard`, `id`).
     pub const BY_TIME: &str = "by-time";
@@ -70,7 +73,8 @@ pub struct DynamoStore {
     retention: Duration,
     /// Partitions of the `by-time` and `unenqueued` indexes (`HOOKHUB_LIST_SHARDS`).
     list_shards: u32,
-    /// Partitions per subscription of `by-subscription` (`HOOKHUB_INDEX_SHARDS`).
+    /// Partitions per source of `by-source` and per subscription of `by-subscription`
+    /// (`HOOKHUB_INDEX_SHARDS`).
     index_shards: u32,
 }
 
@@ -102,7 +106,7 @@ impl DynamoStore {
             .index_name(BY_SUBSCRIPTION)
             .key_condition_expression(condition)
             .expression_attribute_names("#p", SUB_SHARD)
-            .expression_attribute_values(":p", AttributeValue::S(sub_shard(subscription_id, shard)))
+            .expression_attribute_values(":p", AttributeValue::S(shard_key(subscription_id, shard)))
     }
 
     fn expires_at(&self, from: DateTime<Utc>) -> AttributeValue {
@@ -421,7 +425,7 @@ impl AttemptLog for DynamoStore {
         );
         item.insert(
             SUB_SHARD.into(),
-            AttributeValue::S(sub_shard(
+            AttributeValue::S(shard_key(
                 &attempt.subscription_id,
                 stable_shard(&attempt.event_id, self.index_shards),
             )),
@@ -498,8 +502,10 @@ fn stable_shard(key: &str, shards: u32) -> u32 {
     hash % shards.max(1)
 }
 
-fn sub_shard(subscription_id: &str, shard: u32) -> String {
-    format!("{subscription_id}#{shard}")
+/// The partition key of one shard of a source (`by-source`) or a subscription
+/// (`by-subscription`).
+fn shard_key(owner_id: &str, shard: u32) -> String {
+    format!("{owner_id}#{shard}")
 }
 
 /// An attempt item's `started_sk` (empty when missing: such an item sorts first).

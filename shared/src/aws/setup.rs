@@ -56,7 +56,7 @@ impl Aws {
             hash: "id",
             range: None,
             indexes: vec![
-                index(BY_SOURCE, "source_id", "id", ProjectionType::KeysOnly),
+                index(BY_SOURCE, SOURCE_SHARD, "id", ProjectionType::KeysOnly),
                 index(BY_TIME, LIST_SHARD, "id", ProjectionType::KeysOnly),
                 index(UNENQUEUED, PENDING, RECEIVED_SK, ProjectionType::KeysOnly),
             ],

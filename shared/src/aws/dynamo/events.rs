@@ -18,6 +18,19 @@ use crate::domain::{Event, EventSummary};
 use crate::ports::{EventQuery, EventRange, EventStore, InsertOutcome, StoreError, StoreResult};
 
 impl DynamoStore {
+    /// The index partitions holding a source's events (its `by-source` shards), or all events
+    /// (the `by-time` shards), as (key attribute, value).
+    pub(super) fn event_partitions(&self, source_id: Option<&str>) -> Vec<(&'static str, String)> {
+        match source_id {
+            Some(source_id) => (0..self.index_shards)
+                .map(|k| (SOURCE_SHARD, super::shard_key(source_id, k)))
+                .collect(),
+            None => (0..self.list_shards)
+                .map(|k| (LIST_SHARD, k.to_string()))
+                .collect(),
+        }
+    }
+
     /// Ids from a keys-only index query.
     pub(super) async fn query_event_ids(
         &self,
@@ -134,7 +147,7 @@ impl EventStore for DynamoStore {
             let mut q = self
                 .client
                 .query()
-                .index_name(if partition == "source_id" {
+                .index_name(if partition == SOURCE_SHARD {
                     BY_SOURCE
                 } else {
                     BY_TIME
@@ -147,26 +160,18 @@ impl EventStore for DynamoStore {
             }
             q.key_condition_expression(condition)
         };
-        let ids = match &query.source_id {
-            Some(source_id) => {
-                self.query_event_ids(page("source_id", source_id.clone()), query.limit)
-                    .await?
-            }
-            None => {
-                // Newest of each partition, merged.
-                let shards = (0..self.list_shards).map(|shard| {
-                    self.query_event_ids(page(LIST_SHARD, shard.to_string()), query.limit)
-                });
-                let mut ids: Vec<String> = futures::future::try_join_all(shards)
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                ids.sort_unstable_by(|a, b| b.cmp(a));
-                ids.truncate(query.limit);
-                ids
-            }
-        };
+        // Newest of each partition (the source's shards, or all of `by-time`), merged.
+        let shards = self.event_partitions(query.source_id.as_deref());
+        let pages = shards
+            .into_iter()
+            .map(|(attribute, value)| self.query_event_ids(page(attribute, value), query.limit));
+        let mut ids: Vec<String> = futures::future::try_join_all(pages)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.truncate(query.limit);
         self.batch_get_summaries(&ids).await
     }
 

@@ -85,12 +85,19 @@ impl DynamoStore {
     ) -> StoreResult<InsertOutcome> {
         let marked = takes_marker(event);
         let shard = super::events::list_shard(&event.id, self.list_shards);
-        let item = event_item(
+        let mut item = event_item(
             event,
             marked.then_some(window),
             shard,
             self.expires_at(event.received_at),
         )?;
+        item.insert(
+            SOURCE_SHARD.into(),
+            AttributeValue::S(super::shard_key(
+                &event.source_id,
+                super::stable_shard(&event.id, self.index_shards),
+            )),
+        );
         self.put_event(event, item).await?;
         if !marked {
             return Ok(InsertOutcome::Inserted);

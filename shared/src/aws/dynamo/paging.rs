@@ -74,7 +74,7 @@ impl DynamoStore {
         let page = |partition: &str, value: String| {
             self.client
                 .query()
-                .index_name(if partition == "source_id" {
+                .index_name(if partition == SOURCE_SHARD {
                     BY_SOURCE
                 } else {
                     BY_TIME
@@ -85,15 +85,10 @@ impl DynamoStore {
                 .expression_attribute_values(":hi", AttributeValue::S(range.through.clone()))
                 .scan_index_forward(true)
         };
-        let queries: Vec<_> = match &range.source_id {
-            Some(source_id) => vec![page("source_id", source_id.clone())],
-            None => (0..self.list_shards)
-                .map(|shard| page(LIST_SHARD, shard.to_string()))
-                .collect(),
-        };
-        let pages = queries
+        let pages = self
+            .event_partitions(range.source_id.as_deref())
             .into_iter()
-            .map(|query| self.query_event_ids(query, limit + 1));
+            .map(|(attribute, value)| self.query_event_ids(page(attribute, value), limit + 1));
         // The oldest of each partition, merged: the first `limit` of them are the range's.
         let mut ids: Vec<String> = futures::future::try_join_all(pages)
             .await?
