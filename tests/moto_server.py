@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""moto_server with DynamoDB transactions applied one at a time, as DynamoDB itself isolates them,
-and rolled back item by item rather than by copying whole tables.
+"""moto_server with DynamoDB's writes (transactions and single-item conditional writes) applied one
+at a time, as DynamoDB itself isolates them, and transactions rolled back item by item rather than
+by copying whole tables.
 
-moto checks a TransactWriteItems' conditions and then writes its items without a lock, so two
-concurrent transactions on the same key can both pass their `attribute_not_exists` check (seen
-under load in the contract check of concurrent inserts with one dedup key). Serialising
-transactions here makes the emulator keep the promise the code relies on.
+moto checks a write's condition and then writes without a lock, so two concurrent writes on the
+same key can both pass their check: two transactions their `attribute_not_exists` (seen under load
+in the contract check of concurrent inserts with one dedup key), two `UpdateItem`s their
+`enabled = true` (seen as two `subscription.disabled` events for one subscription disabled by two
+concurrent 410s). Serialising the writes here makes the emulator keep the promise the code
+relies on: a conditional write is atomic for its item.
 
 moto also backs up every table a transaction names with `copy.deepcopy` before applying it, so
 each insert costs time in proportion to the table: tests that store a few thousand events slowed
@@ -41,7 +44,8 @@ from moto.server import main
 from moto.sqs.models import Message, Queue, SQSBackend
 from moto.core.utils import unix_time
 
-_lock = threading.Lock()
+# Re-entrant: moto's transaction calls the single-item writes, which take it too.
+_lock = threading.RLock()
 _transact_write_items = DynamoDBBackend.transact_write_items
 _deepcopy = copy.deepcopy
 
@@ -104,6 +108,18 @@ def _serialised(self, transact_items, *args, **kwargs):
 
 
 DynamoDBBackend.transact_write_items = _serialised
+
+
+def _one_at_a_time(write):
+    def serialised(self, *args, **kwargs):
+        with _lock:
+            return write(self, *args, **kwargs)
+
+    return serialised
+
+
+for _name in ("put_item", "update_item", "delete_item"):
+    setattr(DynamoDBBackend, _name, _one_at_a_time(getattr(DynamoDBBackend, _name)))
 
 _query_scope = threading.local()
 _table_query = Table.query
