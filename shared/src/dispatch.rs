@@ -72,21 +72,27 @@ pub struct Dispatcher {
     backend: Backend,
     client: DeliveryClient,
     config: Arc<DispatcherConfig>,
-    health_locks: HealthLocks,
+    health_locks: PerSubscription<Option<health::Written>>,
     /// Per-subscription locks for rate-limit bookings (the same kind of map).
-    slot_locks: HealthLocks,
-    health_memo: health::HealthMemo,
+    slot_locks: PerSubscription<()>,
 }
 
-/// One lock per subscription for this process's health updates. The stores make each update
-/// atomic across processes; taking them one at a time within a process spares the conditional
-/// writes most of their conflicts (and keeps a burst of deliveries that all find a probe due
-/// from racing for it).
-#[derive(Clone, Default)]
-struct HealthLocks(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+/// One lock per subscription, guarding a value of this process's: for health, the latest
+/// outcome this process wrote (which the cached subscription may predate); for rate limits,
+/// nothing. The stores make each update atomic across processes; taking them one at a time
+/// within a process spares the conditional writes most of their conflicts (and keeps a burst of
+/// deliveries that all find a probe due from racing for it).
+#[derive(Clone)]
+struct PerSubscription<T>(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<T>>>>>);
 
-impl HealthLocks {
-    fn of(&self, subscription_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+impl<T> Default for PerSubscription<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T: Default> PerSubscription<T> {
+    fn of(&self, subscription_id: &str) -> Arc<tokio::sync::Mutex<T>> {
         let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(subscription_id.to_owned()).or_default().clone()
     }
@@ -98,9 +104,8 @@ impl Dispatcher {
             backend,
             client,
             config: Arc::new(config),
-            health_locks: HealthLocks::default(),
-            slot_locks: HealthLocks::default(),
-            health_memo: Default::default(),
+            health_locks: PerSubscription::default(),
+            slot_locks: PerSubscription::default(),
         }
     }
 

@@ -1,9 +1,6 @@
 //! The dispatcher's side of endpoint health: recording outcomes (only those that change
-//! something, [`health::needs_write`], judged with this process's memory of its own writes,
-//! which the cached subscription may predate) and disabling a subscription.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//! something, [`health::needs_write`], judged with this process's own latest write, which the
+//! cached subscription may predate) and disabling a subscription.
 
 use chrono::{DateTime, Utc};
 
@@ -15,48 +12,9 @@ use crate::ports::{DisableOutcome, StoreError};
 
 use super::Dispatcher;
 
-/// Per subscription, the latest outcome this process wrote and when. One small entry per
-/// subscription this process delivered to.
-#[derive(Clone, Default)]
-pub(super) struct HealthMemo(Arc<Mutex<HashMap<String, Written>>>);
-
-/// An outcome written, and the attempt time it was written for.
-type Written = (HealthOutcome, DateTime<Utc>);
-
-impl HealthMemo {
-    /// Whether `outcome` must be written for `subscription` (its `health` as last read).
-    pub(super) fn needs_write(
-        &self,
-        subscription: &Subscription,
-        outcome: HealthOutcome,
-        at: DateTime<Utc>,
-    ) -> bool {
-        let written = self.lock().get(&subscription.id).copied();
-        health::needs_write(
-            &subscription.health,
-            written,
-            outcome,
-            at,
-            SUCCESS_RESOLUTION,
-        )
-    }
-
-    /// Remembers a write that went through.
-    pub(super) fn wrote(&self, subscription_id: &str, outcome: HealthOutcome, at: DateTime<Utc>) {
-        let mut memo = self.lock();
-        let entry = memo
-            .entry(subscription_id.to_owned())
-            .or_insert((outcome, at));
-        // Concurrent deliveries finish out of order: keep the latest.
-        if at >= entry.1 {
-            *entry = (outcome, at);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Written>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+/// An outcome this process wrote for a subscription, and the attempt time it was for: kept
+/// under the subscription's health lock.
+pub(super) type Written = (HealthOutcome, DateTime<Utc>);
 
 impl Dispatcher {
     /// Health is bookkeeping: a store failure here is logged, not allowed to fail a delivery
@@ -68,21 +26,27 @@ impl Dispatcher {
         outcome: HealthOutcome,
         at: DateTime<Utc>,
     ) {
-        if !self.health_memo.needs_write(subscription, outcome, at) {
-            return;
-        }
-        // The lock covers the update only: emitting its events need not hold up the next one.
+        // Checked under the lock, so a write in flight (a failure, say) is seen before a success
+        // is judged. The lock covers the update only: emitting its events need not hold up the
+        // next one.
         let recorded = {
             let lock = self.health_locks.of(&subscription.id);
-            let _one_at_a_time = lock.lock().await;
-            self.backend
+            let mut written = lock.lock().await;
+            let known = &subscription.health;
+            if !health::needs_write(known, *written, outcome, at, SUCCESS_RESOLUTION) {
+                return;
+            }
+            let recorded = self
+                .backend
                 .subscriptions
                 .record_outcome(&subscription.id, outcome, at, &self.config.health)
-                .await
+                .await;
+            // Concurrent deliveries finish out of order: keep the latest.
+            if recorded.is_ok() && written.is_none_or(|(_, t)| at >= t) {
+                *written = Some((outcome, at));
+            }
+            recorded
         };
-        if recorded.is_ok() {
-            self.health_memo.wrote(&subscription.id, outcome, at);
-        }
         match recorded {
             Ok(Some(change)) => {
                 if let Some(circuit) = change.circuit {
