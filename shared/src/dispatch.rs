@@ -21,7 +21,7 @@ use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
 use crate::jq::Prepared;
 use crate::metrics::{self, DeliveryOutcome};
 use crate::operational::{self, OperationalEvent};
-use crate::ports::{Backend, ReceivedTask, StoreError};
+use crate::ports::{Backend, Confirmed, ReceivedTask, StoreError};
 use crate::retry::RetryPolicy;
 use crate::signing;
 
@@ -122,11 +122,40 @@ impl Dispatcher {
         };
         let redelivered = message.receive_count > 1;
         match task {
-            Task::Dispatch { event_id, event } => {
+            Task::Dispatch {
+                event_id,
+                event,
+                sent_first,
+            } => {
                 let event = match event.map(|e| e.for_task(&event_id)).transpose() {
                     Ok(event) => event,
                     Err(reason) => return Ok(TaskOutcome::Malformed(reason)),
                 };
+                if let Some(sent_first) = sent_first {
+                    let Some(event) = &event else {
+                        return Ok(TaskOutcome::Malformed(format!(
+                            "dispatch task for {event_id} sent before its store without the event"
+                        )));
+                    };
+                    let confirmed = self.backend.events.confirm_sent(event, sent_first.window());
+                    match confirmed.await? {
+                        Confirmed::Holder => {}
+                        Confirmed::Superseded { original_id } => {
+                            tracing::info!(
+                                event_id,
+                                original_id,
+                                "duplicate sent ahead of its store; the original is delivered"
+                            );
+                            return Ok(TaskOutcome::Done);
+                        }
+                        Confirmed::Unverifiable => {
+                            return Ok(TaskOutcome::Malformed(format!(
+                                "dispatch task for {event_id}, sent before its store, arrived \
+                                 after its dedup window without the event stored: kept unsent"
+                            )));
+                        }
+                    }
+                }
                 self.fan_out(&event_id, event, redelivered).await?
             }
             Task::Deliver {

@@ -264,6 +264,12 @@ pub enum Task {
         /// ([`crate::intake::dispatch_task`]); absent, the dispatcher reads it by id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         event: Option<InlineEvent>,
+        /// Present when the task was sent before its event was stored (the AWS receiver's
+        /// order, [`crate::intake::SendThenStore`]): the dispatcher first makes sure the event is
+        /// stored and holds its dedup key ([`crate::ports::EventStore::confirm_sent`]). Only
+        /// with `event`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_first: Option<SentFirst>,
     },
     /// Attempt (again) one delivery of an event to one subscription.
     Deliver {
@@ -283,6 +289,25 @@ pub enum Task {
     Recover(RecoverJob),
     /// One page of a bulk replay (`POST /v1/events/replay`), continued the same way.
     Replay(ReplayJob),
+}
+
+/// What the dispatcher needs to finish the store of an event sent ahead of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentFirst {
+    /// The source's dedup window when the event was received, in milliseconds.
+    pub dedup_window_ms: u64,
+}
+
+impl SentFirst {
+    pub fn new(window: std::time::Duration) -> Self {
+        Self {
+            dedup_window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    pub fn window(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.dedup_window_ms)
+    }
 }
 
 /// A bulk recovery in progress: the pairs of one subscription whose latest attempt is in

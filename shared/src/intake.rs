@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{Event, InlineEvent, Task};
+use crate::domain::{Event, InlineEvent, SentFirst, Task};
 use crate::ports::{
     AttemptLog, Backend, EventStore, InsertOutcome, Intake, SourceStore, StoreError, StoreResult,
     Stored, SubscriptionStore, TaskQueue,
@@ -53,6 +53,70 @@ impl Intake for StoreThenEnqueue {
     }
 }
 
+/// The AWS [`Intake`]: the queue is the outbox. An event whose task carries it inline goes on
+/// the queue first (flagged [`SentFirst`]), then is stored (deduplicated) already marked
+/// enqueued: no sweep index entry to enter and leave, no enqueued mark to write. Whatever the
+/// store leaves undone (a 503, a crash, a request still storing when the task is taken) the
+/// dispatcher finishes before delivering ([`EventStore::confirm_sent`]), and the task of a
+/// duplicate is dropped there. An event too large to travel inline is stored, sent and
+/// marked as [`StoreThenEnqueue`] does.
+pub struct SendThenStore {
+    events: Arc<dyn EventStore>,
+    queue: Arc<dyn TaskQueue>,
+}
+
+impl SendThenStore {
+    pub fn new(events: Arc<dyn EventStore>, queue: Arc<dyn TaskQueue>) -> Self {
+        Self { events, queue }
+    }
+}
+
+#[async_trait]
+impl Intake for SendThenStore {
+    async fn store_and_enqueue(
+        &self,
+        event: &Event,
+        dedup_window: Duration,
+    ) -> StoreResult<Stored> {
+        let Some(task) = sent_first_task(event, dedup_window) else {
+            // Too large to travel: the task cannot stand in for the store.
+            return StoreThenEnqueue::new(self.events.clone(), self.queue.clone())
+                .store_and_enqueue(event, dedup_window)
+                .await;
+        };
+        self.queue.send(&task, Duration::ZERO).await?;
+        let sent = Event {
+            enqueued: true,
+            ..event.clone()
+        };
+        // A failure from here on is a 503 all the same: the provider's retry then gets the
+        // duplicate answer, or wins the key if this copy never got it (the dispatcher drops
+        // whichever task does not hold the key).
+        match self.events.insert_event(&sent, dedup_window).await? {
+            InsertOutcome::Inserted => Ok(Stored {
+                event_id: event.id.clone(),
+                duplicate: false,
+            }),
+            InsertOutcome::Duplicate(original) => {
+                if !original.enqueued {
+                    // Stored the other way (too large to travel) and never enqueued.
+                    enqueue_dispatch(&*self.events, &*self.queue, &original).await?;
+                }
+                Ok(Stored {
+                    event_id: original.id,
+                    duplicate: true,
+                })
+            }
+        }
+    }
+}
+
+/// How long a receiver can possibly still be storing an event it sent first: the receiver
+/// function's timeout (29 s) and the SDK's budget of 30 s per call are well inside. Past this
+/// and past the dedup window, the dispatcher's check no longer stores a missing event itself
+/// ([`EventStore::confirm_sent`]).
+pub const RECEIVER_MAX: Duration = Duration::from_secs(300);
+
 /// The largest dispatch task that carries its event inline, in bytes of JSON. SQS bills each
 /// 64 KB chunk of a request as one request and the dispatcher receives batches of 10, so at
 /// most 6 KB per message keeps a full receive batch in one chunk. Larger events go by
@@ -60,26 +124,62 @@ impl Intake for StoreThenEnqueue {
 /// 64 KiB body, as `hookhub-bench cost` measures).
 pub const INLINE_TASK_MAX_BYTES: usize = 6_000;
 
+/// The largest dispatch task that carries its event packed ([`InlineEvent::packed`]), in
+/// bytes of JSON: one 64 KB SQS chunk for its send. A realistic 64 KiB JSON body packs to
+/// ~16 KB of task; only bodies that barely compress (or over ~200 KiB of JSON) go by reference.
+/// A receive of 10 such messages is billed by its chunks, up to 10 requests, still far below
+/// what the older way costs a large event (its item rewritten whole by the enqueued mark, then
+/// read back: 14 WRU + 4 RRU for 64 KiB).
+pub const PACKED_TASK_MAX_BYTES: usize = 60_000;
+
 /// Whether a dispatch task of `task_len` bytes may carry its event inline.
 pub fn fits_inline(task_len: usize) -> bool {
     task_len <= INLINE_TASK_MAX_BYTES
 }
 
-/// The dispatch task for a stored event: the event inline when the task stays within
-/// [`INLINE_TASK_MAX_BYTES`], else by reference.
-pub fn dispatch_task(event: &Event) -> Task {
-    let inline = Task::Dispatch {
-        event_id: event.id.clone(),
-        event: Some(InlineEvent::new(event)),
-    };
-    if fits_inline(inline.to_json().len()) {
-        inline
+/// How a dispatch task carries its event, from the lengths of its plain and packed forms: the
+/// cheaper plain form when it fits [`INLINE_TASK_MAX_BYTES`], else packed within
+/// [`PACKED_TASK_MAX_BYTES`], else by reference (`None`).
+pub fn inline_form(plain_len: usize, packed_len: impl FnOnce() -> usize) -> Option<bool> {
+    if fits_inline(plain_len) {
+        Some(false)
+    } else if packed_len() <= PACKED_TASK_MAX_BYTES {
+        Some(true)
     } else {
-        Task::Dispatch {
-            event_id: event.id.clone(),
-            event: None,
-        }
+        None
     }
+}
+
+/// The dispatch task carrying `event` (plain or packed), if it fits.
+fn inline_task(event: &Event, sent_first: Option<SentFirst>) -> Option<Task> {
+    let task = |inline| Task::Dispatch {
+        event_id: event.id.clone(),
+        event: Some(inline),
+        sent_first,
+    };
+    let plain = task(InlineEvent::new(event));
+    let packed = || task(InlineEvent::packed(event));
+    let plain_len = plain.to_json().len();
+    // Packed twice (measured, then sent) only for events over ~3.5 KiB: ~1.4 ms per 64 KiB.
+    match inline_form(plain_len, || packed().to_json().len())? {
+        false => Some(plain),
+        true => Some(packed()),
+    }
+}
+
+/// The dispatch task for a stored event: the event inline when it fits (plain or packed),
+/// else by reference.
+pub fn dispatch_task(event: &Event) -> Task {
+    inline_task(event, None).unwrap_or_else(|| Task::Dispatch {
+        event_id: event.id.clone(),
+        event: None,
+        sent_first: None,
+    })
+}
+
+/// The dispatch task [`SendThenStore`] sends ahead of the store, when the event fits inline.
+pub fn sent_first_task(event: &Event, dedup_window: Duration) -> Option<Task> {
+    inline_task(event, Some(SentFirst::new(dedup_window)))
 }
 
 /// Sends the stored `event`'s dispatch task, then marks it enqueued.
@@ -166,6 +266,7 @@ mod tests {
         let base = Task::Dispatch {
             event_id: event.id.clone(),
             event: Some(InlineEvent::new(&event)),
+            sent_first: None,
         }
         .to_json()
         .len();
@@ -174,37 +275,63 @@ mod tests {
     }
 
     #[test]
-    fn events_inline_up_to_the_limit_and_by_reference_beyond() {
-        for (len, inline) in [
-            (1_000, true),
-            (5_999, true),
-            (6_000, true),
-            (6_001, false),
-            (7_000, false),
+    fn the_form_is_plain_then_packed_then_by_reference() {
+        let never = || -> usize { panic!("packed only when plain does not fit") };
+        assert_eq!(inline_form(0, never), Some(false));
+        assert_eq!(inline_form(6_000, never), Some(false));
+        for (plain, packed, form) in [
+            (6_001, 1_000, Some(true)),
+            (90_000, 60_000, Some(true)),
+            (90_000, 60_001, None),
+            (300_000, 250_000, None),
         ] {
-            let event = event_with_inline_task_of(len);
-            match dispatch_task(&event) {
-                Task::Dispatch {
-                    event_id,
-                    event: carried,
-                } => {
-                    assert_eq!(event_id, event.id);
-                    assert_eq!(carried.is_some(), inline, "task of {len} bytes");
-                    if let Some(carried) = carried {
-                        assert_eq!(carried.event().body, event.body);
-                        assert_eq!(carried.event().headers, event.headers);
-                    }
-                }
-                other => panic!("{other:?}"),
-            }
+            assert_eq!(inline_form(plain, || packed), form, "{plain}/{packed}");
+        }
+    }
+
+    /// The wire form of `dispatch_task(event)`: "plain", "packed" or "reference".
+    fn form_of(event: &Event) -> &'static str {
+        let task = dispatch_task(event);
+        let json: serde_json::Value = serde_json::from_str(&task.to_json()).unwrap();
+        let Task::Dispatch {
+            event_id,
+            event: carried,
+            ..
+        } = task
+        else {
+            panic!("{task:?}")
+        };
+        assert_eq!(event_id, event.id);
+        let Some(carried) = carried else {
+            return "reference";
+        };
+        assert_eq!(carried.event().body, event.body);
+        assert_eq!(carried.event().headers, event.headers);
+        if json["event"]["packed"].is_string() {
+            "packed"
+        } else {
+            "plain"
         }
     }
 
     #[test]
-    fn a_64_kib_body_goes_by_reference() {
-        let mut event = sample_event();
-        event.body = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
-        let task = dispatch_task(&event);
-        assert!(task.to_json().len() < 200, "{task:?}");
+    fn events_inline_plain_up_to_the_limit_then_packed_then_by_reference() {
+        for (len, form) in [
+            (1_000, "plain"),
+            (5_999, "plain"),
+            (6_000, "plain"),
+            (6_001, "packed"),
+            (70_000, "packed"),
+        ] {
+            assert_eq!(
+                form_of(&event_with_inline_task_of(len)),
+                form,
+                "{len} bytes"
+            );
+        }
+        // A body that does not compress and would not fit one SQS chunk goes by reference.
+        let mut noise = sample_event();
+        noise.body = (0..48 * 1024).map(|_| rand::random::<u8>()).collect();
+        assert_eq!(form_of(&noise), "reference");
     }
 }

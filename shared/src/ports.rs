@@ -114,6 +114,21 @@ pub enum InsertOutcome {
     Duplicate(Box<Event>),
 }
 
+/// What [`EventStore::confirm_sent`] found for an event whose task was sent before its store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The event is stored and holds its dedup key: deliver it.
+    Holder,
+    /// Another event received within the dedup window holds the key (this one is a duplicate
+    /// the receiver answered with that one's id, or a copy that lost the race): drop the task.
+    /// Its own copy, if one was stored, has been removed.
+    Superseded { original_id: String },
+    /// Not stored, and too old to store safely: its dedup marker may have expired since, so
+    /// storing it now could deliver a duplicate answered as one. Never acknowledged (the
+    /// receiver answers 2xx only once it is stored): the task is kept on the dead-letter queue.
+    Unverifiable,
+}
+
 /// Filter and page for listing events, newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventQuery {
@@ -136,6 +151,34 @@ pub trait EventStore: Send + Sync {
     /// Summaries (no headers or body) of the events matching `query`, newest first. Adapters
     /// read only the summary fields: a page of 256 KiB events must not load the bodies.
     async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<EventSummary>>;
+    /// Finishes the store of `event`, whose dispatch task was sent before the receiver stored it
+    /// ([`crate::intake::SendThenStore`]), and says whether it is the one to deliver. The
+    /// receiver may have stored it, stored it only partly, or not at all (it answered 503, or
+    /// crashed, or is still storing it): whatever is missing is done here, with the insert's
+    /// own dedup rule. Idempotent. Not stored past both the dedup window and
+    /// [`RECEIVER_MAX`](crate::intake::RECEIVER_MAX): `Unverifiable`. The default suits
+    /// adapters whose insert is atomic (a stored event always holds its key).
+    async fn confirm_sent(&self, event: &Event, dedup_window: Duration) -> StoreResult<Confirmed> {
+        if self.get_event(&event.id).await?.is_some() {
+            return Ok(Confirmed::Holder);
+        }
+        let age = (Utc::now() - event.received_at)
+            .to_std()
+            .unwrap_or_default();
+        if age >= dedup_window.max(crate::intake::RECEIVER_MAX) {
+            return Ok(Confirmed::Unverifiable);
+        }
+        let stored = Event {
+            enqueued: true,
+            ..event.clone()
+        };
+        match self.insert_event(&stored, dedup_window).await? {
+            InsertOutcome::Inserted => Ok(Confirmed::Holder),
+            InsertOutcome::Duplicate(original) => Ok(Confirmed::Superseded {
+                original_id: original.id,
+            }),
+        }
+    }
     /// Records that the event's dispatch task is on the queue.
     async fn mark_enqueued(&self, id: &str) -> StoreResult<()>;
     /// Events received at or before `received_before` whose dispatch task was never confirmed

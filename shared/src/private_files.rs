@@ -133,6 +133,7 @@ mod tests {
                     &crate::domain::Task::Dispatch {
                         event_id: format!("evt_{round}"),
                         event: None,
+                        sent_first: None,
                     },
                     std::time::Duration::ZERO,
                 )

@@ -19,6 +19,8 @@ pub const DYNAMO_PER_M_RRU: f64 = 0.125;
 pub const HTTP_API_PER_M: f64 = 1.00;
 /// The memory setting costed (Lambda's smallest; every function's peak RSS fits in it).
 pub const MEMORY_MB: f64 = 128.0;
+/// SQS bills each 64 KB chunk of a request or answer as one request.
+pub const SQS_CHUNK_BYTES: f64 = 65_536.0;
 /// Messages per dispatcher invocation under load (the event source mapping's batch size).
 pub const ESM_BATCH: f64 = 10.0;
 
@@ -58,16 +60,21 @@ pub fn per_webhook(priced: &[(Call, Units)], prefix: &str, webhooks: usize) -> V
     let mut polling = 0usize;
     let mut total = Units::default();
     let mut tasks = 0.0;
+    let mut task_bytes = 0.0;
     for (call, units) in priced {
         if is_polling(call) {
             polling += 1;
             continue;
         }
+        let body_len = |v: &Value| v["MessageBody"].as_str().map_or(0, str::len) as f64;
         if matches!(call.operation(), "SendMessage") {
             tasks += 1.0;
+            task_bytes += body_len(&call.request);
         }
         if call.operation() == "SendMessageBatch" {
-            tasks += call.request["Entries"].as_array().map_or(0, Vec::len) as f64;
+            let entries = call.request["Entries"].as_array();
+            tasks += entries.map_or(0, Vec::len) as f64;
+            task_bytes += entries.map_or(0.0, |e| e.iter().map(body_len).sum());
         }
         let entry = ops.entry(label(call, prefix)).or_default();
         entry.0 += 1.0;
@@ -87,6 +94,7 @@ pub fn per_webhook(priced: &[(Call, Units)], prefix: &str, webhooks: usize) -> V
         "rru": round(total.rru / n),
         "sqs_sent": round(total.sqs / n),
         "tasks": round(tasks / n),
+        "task_bytes": round(task_bytes / tasks.max(1.0)),
         "polling_calls_left_out": polling,
     })
 }
@@ -105,7 +113,12 @@ pub fn usd_per_million(units: &Value, receiver_ms: f64, dispatcher_ms: f64) -> V
     let lambda = LAMBDA_PER_M_REQUESTS
         + gb_s(receiver_ms.ceil())
         + tasks * (LAMBDA_PER_M_REQUESTS / ESM_BATCH + gb_s(dispatcher_ms));
-    let sqs_requests = units["sqs_sent"].as_f64().unwrap_or(0.0) + tasks * 2.0 / ESM_BATCH;
+    // A batch receive is billed per 64 KB chunk of its answer (a batch of 10 packed 64 KiB
+    // events is 3 chunks); the batch delete is one request.
+    let task_bytes = units["task_bytes"].as_f64().unwrap_or(0.0);
+    let receive = (ESM_BATCH * task_bytes / SQS_CHUNK_BYTES).ceil().max(1.0);
+    let sqs_requests =
+        units["sqs_sent"].as_f64().unwrap_or(0.0) + tasks * (receive + 1.0) / ESM_BATCH;
     let sqs = sqs_requests * SQS_PER_M_REQUESTS;
     let dynamodb = units["wru"].as_f64().unwrap_or(0.0) * DYNAMO_PER_M_WRU
         + units["rru"].as_f64().unwrap_or(0.0) * DYNAMO_PER_M_RRU;
@@ -134,8 +147,9 @@ pub fn markdown(summary: &Value) -> String {
         "Measured by `hookhub-bench cost` ({} webhooks per row on `hookhub dev --backend aws` \
          against moto, every DynamoDB and SQS call recorded and priced by DynamoDB's size \
          rules); Lambda at {} MB arm64 with receiver {:.1} ms and dispatcher {:.1} ms per \
-         task, dispatcher and event source mapping batched by {}; USD per million webhooks, \
-         API Gateway not included.\n\n",
+         task, dispatcher and event source mapping batched by {} (a batch receive billed per \
+         64 KB chunk of the measured task sizes); USD per million webhooks, API Gateway not \
+         included.\n\n",
         summary["webhooks_per_row"],
         MEMORY_MB,
         summary["receiver_ms"].as_f64().unwrap_or(0.0),

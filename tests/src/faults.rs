@@ -8,9 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookhub::domain::{Event, EventSummary, Task};
+use hookhub::intake::SendThenStore;
 use hookhub::ports::{
-    Backend, EventQuery, EventRange, EventStore, InsertOutcome, ReceivedTask, StoreError,
-    StoreResult, TaskQueue,
+    Backend, Confirmed, EventQuery, EventRange, EventStore, InsertOutcome, ReceivedTask,
+    StoreError, StoreResult, TaskQueue,
 };
 
 /// Switches that make the wrapped adapters fail.
@@ -43,6 +44,19 @@ impl Faults {
                 faults: self.clone(),
             }),
         )
+    }
+}
+
+impl Faults {
+    /// [`Faults::wrap`] with the send-first intake (the AWS one): the task goes on the queue
+    /// before the event is stored, and the dispatcher's check finishes the store.
+    pub fn wrap_sent_first(self: &Arc<Self>, backend: Backend) -> Backend {
+        let wrapped = self.wrap(backend);
+        let intake = Arc::new(SendThenStore::new(
+            wrapped.events.clone(),
+            wrapped.queue.clone(),
+        ));
+        wrapped.with_intake(intake)
     }
 }
 
@@ -95,6 +109,10 @@ impl EventStore for FaultyEvents {
     async fn insert_event(&self, event: &Event, window: Duration) -> StoreResult<InsertOutcome> {
         down(&self.faults.event_insert_down, "event table")?;
         self.inner.insert_event(event, window).await
+    }
+    async fn confirm_sent(&self, event: &Event, window: Duration) -> StoreResult<Confirmed> {
+        down(&self.faults.event_insert_down, "event table")?;
+        self.inner.confirm_sent(event, window).await
     }
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
         self.inner.get_event(id).await

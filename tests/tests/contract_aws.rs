@@ -114,6 +114,7 @@ mod aws_specific {
             &Task::Dispatch {
                 event_id: "evt_later".into(),
                 event: None,
+                sent_first: None,
             },
             Duration::from_secs(7200),
         )

@@ -11,7 +11,7 @@ use hookhub::aws::aws_sdk_dynamodb::types::AttributeValue;
 use hookhub::aws::Aws;
 use hookhub::contract::sample_event;
 use hookhub::domain::Event;
-use hookhub::ports::{EventStore, InsertOutcome};
+use hookhub::ports::{Confirmed, EventStore, InsertOutcome};
 use hookhub_tests::moto::fresh_aws;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -282,4 +282,129 @@ async fn a_landed_put_tried_again_is_not_a_conflict() {
         Err(hookhub::ports::StoreError::Conflict(_))
     ));
     assert_eq!(store.get_event(&event.id).await.unwrap(), Some(event));
+}
+
+/// The event as the send-first receiver stores it: its task already on the queue.
+fn sent(event: &Event) -> Event {
+    Event {
+        enqueued: true,
+        ..event.clone()
+    }
+}
+
+/// Send-first, the receiver crashed between the event's PutItem and its marker's: the
+/// dispatcher's check claims the marker for it and delivers it; nothing is pending (the
+/// sweep's index never saw it), and a later duplicate names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_first_check_claims_the_marker_of_an_event_stored_without_one() {
+    let aws = fresh_aws().await;
+    let store = aws.store();
+    let event = sample_event("gh", "id:s-1");
+    store.insert_event(&sent(&event), HOUR).await.unwrap();
+    let item = raw_get(&aws, &event.id).await.expect("stored");
+    assert!(!item.contains_key("pending"), "not in the sweep's index");
+    raw_delete(&aws, "dedup#gh#id:s-1").await;
+
+    assert_eq!(
+        store.confirm_sent(&event, HOUR).await.unwrap(),
+        Confirmed::Holder
+    );
+    assert_eq!(
+        marker_owner(&aws, "dedup#gh#id:s-1").await.as_deref(),
+        Some(event.id.as_str())
+    );
+    assert!(store
+        .list_unenqueued(Utc::now(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let retry = sample_event("gh", "id:s-1");
+    match store.insert_event(&sent(&retry), HOUR).await.unwrap() {
+        InsertOutcome::Duplicate(original) => assert_eq!(original.id, event.id),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        raw_get(&aws, &retry.id).await.is_none(),
+        "the retry's copy removed"
+    );
+}
+
+/// Send-first, the receiver lost the marker race and crashed before deleting its copy: the
+/// check supersedes the task and deletes the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_first_check_drops_a_loser_and_its_copy() {
+    let aws = fresh_aws().await;
+    let store = aws.store();
+    let winner = sample_event("gh", "id:s-2");
+    store.insert_event(&sent(&winner), HOUR).await.unwrap();
+    let mut loser = sample_event("gh", "id:tmp-s-2");
+    store.insert_event(&sent(&loser), HOUR).await.unwrap();
+    raw_set_dedup_key(&aws, &loser.id, "id:s-2").await;
+    loser.dedup_key = "id:s-2".into();
+
+    assert_eq!(
+        store.confirm_sent(&loser, HOUR).await.unwrap(),
+        Confirmed::Superseded {
+            original_id: winner.id.clone()
+        }
+    );
+    assert!(raw_get(&aws, &loser.id).await.is_none(), "copy deleted");
+    assert_eq!(
+        store.confirm_sent(&winner, HOUR).await.unwrap(),
+        Confirmed::Holder
+    );
+}
+
+/// The dispatcher's check and the receiver's insert of one event at the same moment (the
+/// task taken off the queue while the receiver is still storing): both succeed, whichever
+/// writes first, and one item and one marker name the event. Then concurrent sent-first
+/// copies of one key: exactly one task holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_first_check_and_receiver_agree_under_races() {
+    let aws = fresh_aws().await;
+    let store = aws.store();
+    for round in 0..6 {
+        let event = sample_event("race", &format!("id:r-{round}"));
+        let stored = sent(&event);
+        let (receiver, check) = tokio::join!(
+            store.insert_event(&stored, HOUR),
+            store.confirm_sent(&event, HOUR)
+        );
+        assert_eq!(receiver.unwrap(), InsertOutcome::Inserted, "round {round}");
+        assert_eq!(check.unwrap(), Confirmed::Holder, "round {round}");
+        assert_eq!(
+            marker_owner(&aws, &format!("dedup#race#id:r-{round}")).await,
+            Some(event.id.clone())
+        );
+        assert_eq!(
+            store.get_event(&event.id).await.unwrap(),
+            Some(sent(&event))
+        );
+    }
+
+    let received_at = Utc::now();
+    let copies: Vec<Event> = (0..6)
+        .map(|_| Event {
+            received_at,
+            ..sample_event("race", "id:same-sent")
+        })
+        .collect();
+    let checks = futures::future::join_all(copies.iter().map(|e| {
+        let store = store.clone();
+        async move { store.confirm_sent(e, HOUR).await.expect("confirm") }
+    }))
+    .await;
+    let holders: Vec<&str> = copies
+        .iter()
+        .zip(&checks)
+        .filter(|(_, c)| **c == Confirmed::Holder)
+        .map(|(e, _)| e.id.as_str())
+        .collect();
+    assert_eq!(holders.len(), 1, "one holder: {checks:?}");
+    for (event, check) in copies.iter().zip(&checks) {
+        if let Confirmed::Superseded { original_id } = check {
+            assert_eq!(original_id, holders[0]);
+            assert!(raw_get(&aws, &event.id).await.is_none());
+        }
+    }
 }

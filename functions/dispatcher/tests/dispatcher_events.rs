@@ -465,6 +465,7 @@ async fn scheduled_sweep_enqueues_events_a_receiver_left_unenqueued() {
             event_id: stranded.id.clone(),
             // The sweep holds the event, so it travels inline.
             event: Some(InlineEvent::new(&stranded)),
+            sent_first: None,
         }]
     );
     assert!(

@@ -10,7 +10,7 @@ use hookhub::aws::aws_sdk_sqs::types::QueueAttributeName;
 use hookhub::aws::Aws;
 use hookhub::domain::{InlineEvent, Task};
 use hookhub::ingest::ReceiverConfig;
-use hookhub::ports::{Backend, EventQuery, TaskQueue};
+use hookhub::ports::{Backend, Confirmed, EventQuery, TaskQueue};
 use hookhub_tests::moto::fresh_aws;
 use lambda_http::tower::ServiceExt;
 use serde_json::{json, Value};
@@ -96,21 +96,50 @@ async fn webhook_sample_is_stored_and_enqueued_once() {
     let queue = aws.queue().await.unwrap();
     let messages = queue.receive(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(messages.len(), 1);
-    assert_eq!(
-        Task::from_json(&messages[0].body).unwrap(),
-        Task::Dispatch {
-            event_id: event_id.clone(),
-            // A 1 KiB webhook travels inline, as stored.
-            event: Some(InlineEvent::new(&event)),
-        }
-    );
+    // A 1 KiB webhook travels inline, as stored, sent before it was stored.
+    let Task::Dispatch {
+        event_id: task_event_id,
+        event: Some(inline),
+        sent_first: Some(_),
+    } = Task::from_json(&messages[0].body).unwrap()
+    else {
+        panic!("not a sent-first dispatch task: {}", messages[0].body);
+    };
+    assert_eq!(task_event_id, event_id);
+    assert_eq!(inline, InlineEvent::new(&event));
 
-    // The provider retries the same delivery (same X-GitHub-Delivery): same id, nothing new.
+    // The provider retries the same delivery (same X-GitHub-Delivery): same id, nothing new
+    // stored; the retry's own task is superseded by the original at the dispatcher's check.
     let (status, again) = invoke(&backend, WEBHOOK).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["id"], event_id.as_str());
-    assert_eq!(visible_messages(&aws).await, 0);
+    let messages = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(messages.len(), 1);
+    let Task::Dispatch {
+        event: Some(retry),
+        sent_first: Some(sent_first),
+        ..
+    } = Task::from_json(&messages[0].body).unwrap()
+    else {
+        panic!("not a sent-first dispatch task: {}", messages[0].body);
+    };
+    assert_eq!(
+        backend
+            .events
+            .confirm_sent(retry.event(), sent_first.window())
+            .await
+            .unwrap(),
+        Confirmed::Superseded {
+            original_id: event_id.clone()
+        }
+    );
+    assert!(backend
+        .events
+        .get_event(&retry.event().id)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]

@@ -33,6 +33,7 @@ pub use aws_config;
 pub use aws_sdk_dynamodb;
 pub use aws_sdk_sqs;
 
+use crate::intake::SendThenStore;
 use crate::ports::{Backend, StoreError, StoreResult};
 
 /// The SDK clients and resource names of one deployment. Cheap to clone.
@@ -103,13 +104,12 @@ impl Aws {
     /// Every port on AWS, uncached whatever the settings: the admin API reads the stored state.
     pub async fn uncached_backend(&self) -> StoreResult<Backend> {
         let store = Arc::new(self.store());
-        Ok(Backend::from_parts(
-            store.clone(),
-            store.clone(),
-            store.clone(),
-            store,
-            Arc::new(self.queue().await?),
-        ))
+        let queue: Arc<SqsQueue> = Arc::new(self.queue().await?);
+        let intake = Arc::new(SendThenStore::new(store.clone(), queue.clone()));
+        Ok(
+            Backend::from_parts(store.clone(), store.clone(), store.clone(), store, queue)
+                .with_intake(intake),
+        )
     }
 
     async fn queue_url(&self, queue: &QueueRef) -> StoreResult<String> {

@@ -384,6 +384,7 @@ mod tests {
         let dispatch = Task::Dispatch {
             event_id: "evt_1".into(),
             event: None,
+            sent_first: None,
         };
         let (body, delay) = plan(&dispatch, Duration::from_secs(901), now, SQS_MAX_DELAY);
         assert_eq!(delay, 900);

@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::sample_event;
-use crate::domain::{InlineEvent, Task};
-use crate::ports::{Backend, InsertOutcome};
+use crate::domain::{Event, InlineEvent, Task};
+use crate::intake::SendThenStore;
+use crate::ports::{Backend, Confirmed, InsertOutcome, Intake};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -41,7 +42,24 @@ async fn drain_dispatches(b: &Backend, expected: usize) -> Vec<String> {
         quiet_since = None;
         for message in got {
             match Task::from_json(&message.body).expect("a task") {
-                Task::Dispatch { event_id, event } => {
+                Task::Dispatch {
+                    event_id,
+                    event,
+                    sent_first,
+                } => {
+                    // A task sent before its store counts once the dispatcher's check
+                    // confirms it (a duplicate's is dropped there).
+                    if let (Some(sent_first), Some(inline)) = (sent_first, &event) {
+                        let confirmed = b
+                            .events
+                            .confirm_sent(inline.event(), sent_first.window())
+                            .await
+                            .expect("confirm_sent");
+                        if confirmed != Confirmed::Holder {
+                            b.queue.ack(&message.receipt).await.expect("ack");
+                            continue;
+                        }
+                    }
                     check_inline(b, &event_id, event).await;
                     seen.push(event_id);
                 }
@@ -131,4 +149,161 @@ pub async fn intake_completes_an_unenqueued_original(b: &Backend) {
         .await
         .unwrap();
     assert_eq!(drain_dispatches(b, 0).await, Vec::<String>::new());
+}
+
+/// [`EventStore::confirm_sent`](crate::ports::EventStore::confirm_sent): the dispatcher's check
+/// of a task sent before its event was stored stores what the receiver did not, leaves a stored
+/// holder as it is, and supersedes a duplicate without keeping its copy.
+pub async fn confirm_sent_finishes_the_store(b: &Backend) {
+    // Never stored (the receiver answered 503 or died after the send): stored now.
+    let lone = sample_event("confirm", "delivery-1");
+    let first = b.events.confirm_sent(&lone, HOUR).await.expect("confirm");
+    assert_eq!(first, Confirmed::Holder);
+    let kept = b.events.get_event(&lone.id).await.unwrap().expect("stored");
+    assert!(
+        kept.enqueued,
+        "its task is on the queue: stored as enqueued"
+    );
+    assert_eq!(kept.body, lone.body);
+    assert_eq!(
+        b.events.confirm_sent(&lone, HOUR).await.unwrap(),
+        Confirmed::Holder,
+        "a second check (the task received again) changes nothing"
+    );
+
+    // A later copy of the same key: its task is dropped, its copy not kept.
+    let retry = sample_event("confirm", "delivery-1");
+    assert_eq!(
+        b.events.confirm_sent(&retry, HOUR).await.unwrap(),
+        Confirmed::Superseded {
+            original_id: lone.id.clone()
+        }
+    );
+    assert!(b.events.get_event(&retry.id).await.unwrap().is_none());
+
+    // Stored by the receiver before the check: nothing more to do.
+    let stored = Event {
+        enqueued: true,
+        ..sample_event("confirm", "delivery-2")
+    };
+    assert_eq!(
+        b.events.insert_event(&stored, HOUR).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        b.events.confirm_sent(&stored, HOUR).await.unwrap(),
+        Confirmed::Holder
+    );
+
+    // An event without a dedup key is stored once, however often its task is checked.
+    let once = sample_event("confirm", "");
+    let once = Event {
+        dedup_key: format!("once:{}", once.id),
+        ..once
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            b.events.confirm_sent(&once, HOUR).await.unwrap(),
+            Confirmed::Holder
+        );
+    }
+    assert!(b.events.get_event(&once.id).await.unwrap().is_some());
+
+    // A task arriving days late (an outage, a redrive) for an event never stored: its key's
+    // marker may be gone, so it is not stored now; one stored by its receiver is delivered.
+    let mut late = sample_event("confirm", "delivery-3");
+    late.received_at -= chrono::TimeDelta::days(2);
+    assert_eq!(
+        b.events.confirm_sent(&late, HOUR).await.unwrap(),
+        Confirmed::Unverifiable
+    );
+    assert!(b.events.get_event(&late.id).await.unwrap().is_none());
+    let mut late_once = sample_event("confirm", "");
+    late_once.received_at -= chrono::TimeDelta::days(2);
+    late_once.dedup_key = format!("once:{}", late_once.id);
+    assert_eq!(
+        b.events.confirm_sent(&late_once, HOUR).await.unwrap(),
+        Confirmed::Unverifiable
+    );
+    let mut stored_late = Event {
+        enqueued: true,
+        ..sample_event("confirm", "delivery-4")
+    };
+    stored_late.received_at -= chrono::TimeDelta::days(2);
+    b.events.insert_event(&stored_late, HOUR).await.unwrap();
+    assert_eq!(
+        b.events.confirm_sent(&stored_late, HOUR).await.unwrap(),
+        Confirmed::Holder
+    );
+    let page = b
+        .events
+        .list_events(&crate::ports::EventQuery {
+            source_id: Some("confirm".into()),
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let ids: BTreeSet<&str> = page.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            lone.id.as_str(),
+            stored.id.as_str(),
+            once.id.as_str(),
+            stored_late.id.as_str()
+        ]
+        .into_iter()
+        .collect(),
+        "one event per key, none for the superseded copy"
+    );
+}
+
+/// The send-first intake ([`SendThenStore`]) over this adapter's store and queue: every
+/// acknowledged event's task confirms it, a duplicate's task is superseded, and one large event
+/// goes the store-then-enqueue way.
+pub async fn intake_sent_first_stores_enqueues_and_deduplicates(b: &Backend) {
+    let intake = SendThenStore::new(b.events.clone(), b.queue.clone());
+    let first = sample_event("outbox", "delivery-1");
+    let stored = intake.store_and_enqueue(&first, HOUR).await.unwrap();
+    assert_eq!(
+        (stored.event_id.as_str(), stored.duplicate),
+        (first.id.as_str(), false)
+    );
+    let kept = b
+        .events
+        .get_event(&first.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert!(kept.enqueued);
+
+    let retry = sample_event("outbox", "delivery-1");
+    let again = intake.store_and_enqueue(&retry, HOUR).await.unwrap();
+    assert_eq!(
+        (again.event_id.as_str(), again.duplicate),
+        (first.id.as_str(), true)
+    );
+    assert!(b.events.get_event(&retry.id).await.unwrap().is_none());
+
+    // A body that does not compress, too large for one SQS chunk: stored first, then sent.
+    let mut large = sample_event("outbox", "delivery-2");
+    large.body = super::incompressible_body(48 * 1024);
+    intake.store_and_enqueue(&large, HOUR).await.unwrap();
+    assert!(
+        b.events
+            .get_event(&large.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .enqueued
+    );
+
+    let dispatched = drain_dispatches(b, 2).await;
+    assert_eq!(
+        dispatched.iter().collect::<BTreeSet<_>>(),
+        [&first.id, &large.id].into_iter().collect::<BTreeSet<_>>(),
+        "one confirmed task per stored event, the duplicate's superseded: {dispatched:?}"
+    );
+    assert_eq!(dispatched.len(), 2, "no task twice: {dispatched:?}");
 }

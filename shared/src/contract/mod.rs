@@ -73,6 +73,8 @@ macro_rules! contract_tests {
             concurrent_inserts_same_dedup_key_yield_one_event,
             intake_stores_enqueues_and_deduplicates,
             intake_completes_an_unenqueued_original,
+            confirm_sent_finishes_the_store,
+            intake_sent_first_stores_enqueues_and_deduplicates,
         );
     };
     (@each $make:expr; $($check:ident),+ $(,)?) => {
@@ -146,6 +148,12 @@ pub fn sample_event(source_id: &str, dedup_key: &str) -> Event {
         body: Bytes::from_static(br#"{"id":"ord_1","total":42}"#),
         enqueued: false,
     }
+}
+
+/// `len` random bytes, which deflate cannot shrink: a body too large to travel in its dispatch
+/// task even packed.
+pub fn incompressible_body(len: usize) -> Bytes {
+    (0..len).map(|_| rand::random::<u8>()).collect()
 }
 
 /// A failed attempt (HTTP 500) scheduled for retry.

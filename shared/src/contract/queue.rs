@@ -54,6 +54,7 @@ fn dispatch(event_id: &str) -> Task {
     Task::Dispatch {
         event_id: event_id.to_owned(),
         event: None,
+        sent_first: None,
     }
 }
 

@@ -188,6 +188,7 @@ async fn sqlite_tells_queue_depth_and_oldest_task_age() {
     let task = crate::domain::Task::Dispatch {
         event_id: "evt_1".into(),
         event: None,
+        sent_first: None,
     };
     sqlite.send(&task, Duration::from_secs(60)).await.unwrap();
     sqlite.send(&task, Duration::ZERO).await.unwrap();

@@ -514,6 +514,7 @@ impl Intake for SqliteBackend {
                 let task = Task::Dispatch {
                     event_id: event_id.clone(),
                     event: None,
+                    sent_first: None,
                 };
                 insert_messages(c, &[(task.to_json(), 0)])?;
                 Ok(Stored {

@@ -40,6 +40,7 @@ fn task(event_id: &str) -> Task {
     Task::Dispatch {
         event_id: event_id.to_owned(),
         event: None,
+        sent_first: None,
     }
 }
 

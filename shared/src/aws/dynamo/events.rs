@@ -15,7 +15,9 @@ use super::names::*;
 use super::{key, sortable_time, string_attr, DynamoStore, Item};
 use crate::aws::sdk_error;
 use crate::domain::{Event, EventSummary};
-use crate::ports::{EventQuery, EventRange, EventStore, InsertOutcome, StoreError, StoreResult};
+use crate::ports::{
+    Confirmed, EventQuery, EventRange, EventStore, InsertOutcome, StoreError, StoreResult,
+};
 
 impl DynamoStore {
     /// The index partitions holding a source's events (its `by-source` shards), or all events
@@ -126,6 +128,10 @@ impl EventStore for DynamoStore {
         dedup_window: Duration,
     ) -> StoreResult<InsertOutcome> {
         self.put_event_then_marker(event, dedup_window).await
+    }
+
+    async fn confirm_sent(&self, event: &Event, dedup_window: Duration) -> StoreResult<Confirmed> {
+        self.confirm_sent_event(event, dedup_window).await
     }
 
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {

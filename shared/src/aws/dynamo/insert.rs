@@ -19,7 +19,8 @@ use super::names::*;
 use super::{epoch_seconds, key, string_attr, DynamoStore, Item};
 use crate::aws::sdk_error;
 use crate::domain::Event;
-use crate::ports::{EventStore, InsertOutcome, StoreError, StoreResult};
+use crate::intake::RECEIVER_MAX;
+use crate::ports::{Confirmed, EventStore, InsertOutcome, StoreError, StoreResult};
 
 /// Dedup markers live in the events table under this key prefix.
 pub(super) const DEDUP_PREFIX: &str = "dedup#";
@@ -69,6 +70,52 @@ pub(super) fn settle(
     }
 }
 
+/// How long after receiving an event the dispatcher's check expects its receiver to be still
+/// storing it, as a rule (two `PutItem`s take milliseconds): the check re-reads until then
+/// rather than write in its place.
+pub(super) const RECEIVER_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether the dispatcher's check, finding an event sent first not (yet) stored `age` after
+/// its receipt, waits before re-read `round` (0-based), and how long: 50, 100, 200 ms, then
+/// 400 ms at a time, never past [`RECEIVER_GRACE`]. `None`: the receiver is done or gone.
+pub(super) fn wait_for_receiver(age: Duration, round: u32) -> Option<Duration> {
+    if age >= RECEIVER_GRACE {
+        return None;
+    }
+    let backoff = Duration::from_millis(50) * 2u32.pow(round.min(3));
+    Some(backoff.min(RECEIVER_GRACE - age))
+}
+
+/// What the dispatcher's check does with a task sent before its event was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// The event holds its key: deliver it.
+    Deliver,
+    /// Another event within the window holds the key: delete this one's copy, drop the task.
+    Supersede,
+    /// No live marker and the marker is still the record of the window: insert the event
+    /// (the receiver's own writes), then deliver or drop as the insert says.
+    Claim,
+    /// The marker can no longer tell (expired, or replaced by an event a window later), or a
+    /// later event holds it: the event's own item decides. Stored (by its receiver, which
+    /// deletes a duplicate's copy) → deliver; not stored → the task is kept on the dead-letter
+    /// queue, as an event that was never acknowledged.
+    IfStored,
+}
+
+/// The check's decision from the sweep's verdict on the marker ([`settle`]) and the event's
+/// age. A task can arrive long after its event (retried through an outage, redriven from the
+/// dead-letter queue): by then the marker may have expired or been replaced, and taking the
+/// key again would deliver a duplicate that was answered as one.
+pub(super) fn check(settled: Settle, age: Duration, window: Duration) -> Check {
+    match settled {
+        Settle::Dispatch => Check::Deliver,
+        Settle::Delete => Check::Supersede,
+        Settle::Claim if age < window.max(RECEIVER_MAX) => Check::Claim,
+        Settle::Claim | Settle::DispatchUnmarked => Check::IfStored,
+    }
+}
+
 /// Whether the event takes a dedup marker: `once:{id}` keys can match nothing, so they do not.
 pub(super) fn takes_marker(event: &Event) -> bool {
     event
@@ -84,6 +131,121 @@ impl DynamoStore {
         window: Duration,
     ) -> StoreResult<InsertOutcome> {
         let marked = takes_marker(event);
+        self.store_event_item(event, window, marked).await?;
+        if !marked {
+            return Ok(InsertOutcome::Inserted);
+        }
+        let owner = match self.put_marker(event, window).await? {
+            None => return Ok(InsertOutcome::Inserted),
+            // The sweep (or the dispatcher) claimed it for this very event meanwhile.
+            Some(owner) if owner.event_id == event.id => return Ok(InsertOutcome::Inserted),
+            Some(owner) => owner,
+        };
+        // A duplicate: ours must never be dispatched. Should this delete fail, the event is
+        // left for the sweep (pending) or the dispatcher's check of its task (sent first).
+        self.delete_loser(event).await?;
+        tracing::debug!(
+            event_id = %event.id,
+            original_id = %owner.event_id,
+            "duplicate event: removed the copy stored before the dedup check"
+        );
+        match self.get_event(&owner.event_id).await? {
+            Some(original) => Ok(InsertOutcome::Duplicate(Box::new(original))),
+            None => Err(StoreError::Corrupt(format!(
+                "dedup marker of {} names missing event {}",
+                event.source_id, owner.event_id
+            ))),
+        }
+    }
+
+    /// [`EventStore::confirm_sent`](crate::ports::EventStore::confirm_sent): the marker says
+    /// who holds the key (one read when the receiver finished its insert); whatever the
+    /// receiver left undone is done with the insert's own conditional writes, so a receiver
+    /// still storing the event and this check agree whoever writes first.
+    pub(super) async fn confirm_sent_event(
+        &self,
+        event: &Event,
+        window: Duration,
+    ) -> StoreResult<Confirmed> {
+        let sent = Event {
+            enqueued: true,
+            ..event.clone()
+        };
+        let age = |e: &Event| (Utc::now() - e.received_at).to_std().unwrap_or_default();
+        let get_event_item = || self.get_item(&self.events, key("id", &sent.id));
+        if !takes_marker(&sent) {
+            // Nothing to deduplicate against: stored is enough, and storing it is safe until
+            // its receiver is surely gone.
+            if self
+                .read_after_receiver(&sent, get_event_item)
+                .await?
+                .is_some()
+            {
+                return Ok(Confirmed::Holder);
+            }
+            if age(&sent) >= RECEIVER_MAX {
+                return Ok(Confirmed::Unverifiable);
+            }
+            self.store_event_item(&sent, window, false).await?;
+            return Ok(Confirmed::Holder);
+        }
+        let marker_id = dedup_id(&sent.source_id, &sent.dedup_key);
+        let owner = self
+            .read_after_receiver(&sent, || self.marker(&marker_id))
+            .await?;
+        let settled = settle(&sent.id, nanos(sent.received_at), window, owner.as_ref());
+        match (check(settled, age(&sent), window), owner) {
+            (Check::Deliver, _) => Ok(Confirmed::Holder),
+            (Check::Supersede, Some(owner)) => {
+                self.delete_loser(&sent).await?;
+                Ok(Confirmed::Superseded {
+                    original_id: owner.event_id,
+                })
+            }
+            (Check::Claim, _) => match self.put_event_then_marker(&sent, window).await? {
+                InsertOutcome::Inserted => Ok(Confirmed::Holder),
+                InsertOutcome::Duplicate(original) => Ok(Confirmed::Superseded {
+                    original_id: original.id,
+                }),
+            },
+            (Check::IfStored | Check::Supersede, _) => match get_event_item().await? {
+                Some(_) => Ok(Confirmed::Holder),
+                None => Ok(Confirmed::Unverifiable),
+            },
+        }
+    }
+
+    /// `read` (the marker, or the event without one), re-read while it is missing and the
+    /// receiver may still be writing it ([`wait_for_receiver`]): the queue hands a task over
+    /// within milliseconds, and writing in its place costs the race's failed conditional
+    /// writes, where a re-read costs one read unit.
+    async fn read_after_receiver<T, F, Fut>(&self, sent: &Event, read: F) -> StoreResult<Option<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<Option<T>>>,
+    {
+        let mut round = 0;
+        loop {
+            let found = read().await?;
+            let age = (Utc::now() - sent.received_at).to_std().unwrap_or_default();
+            match (&found, wait_for_receiver(age, round)) {
+                (None, Some(wait)) => {
+                    tokio::time::sleep(wait).await;
+                    round += 1;
+                }
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Puts the event's item (`Conflict` when its id holds another event; the same event
+    /// already there is fine).
+    async fn store_event_item(
+        &self,
+        event: &Event,
+        window: Duration,
+        marked: bool,
+    ) -> StoreResult<()> {
         let shard = super::events::list_shard(&event.id, self.list_shards);
         let mut item = event_item(
             event,
@@ -98,31 +260,25 @@ impl DynamoStore {
                 super::stable_shard(&event.id, self.index_shards),
             )),
         );
-        self.put_event(event, item).await?;
-        if !marked {
-            return Ok(InsertOutcome::Inserted);
+        self.put_event(event, item).await
+    }
+
+    /// Deletes a duplicate's own copy. One stored the other way round is only deleted while
+    /// still pending (never enqueued); one sent first is deleted outright: its task, already
+    /// on the queue, is dropped by the dispatcher's check.
+    async fn delete_loser(&self, event: &Event) -> StoreResult<()> {
+        if !event.enqueued {
+            self.delete_pending(&event.id).await?;
+            return Ok(());
         }
-        let owner = match self.put_marker(event, window).await? {
-            None => return Ok(InsertOutcome::Inserted),
-            // The sweep claimed it for this very event meanwhile.
-            Some(owner) if owner.event_id == event.id => return Ok(InsertOutcome::Inserted),
-            Some(owner) => owner,
-        };
-        // A duplicate: ours must never be dispatched. Should this delete fail, the event stays
-        // pending without its marker and the sweep deletes it.
-        self.delete_pending(&event.id).await?;
-        tracing::debug!(
-            event_id = %event.id,
-            original_id = %owner.event_id,
-            "duplicate event: removed the copy stored before the dedup check"
-        );
-        match self.get_event(&owner.event_id).await? {
-            Some(original) => Ok(InsertOutcome::Duplicate(Box::new(original))),
-            None => Err(StoreError::Corrupt(format!(
-                "dedup marker of {} names missing event {}",
-                event.source_id, owner.event_id
-            ))),
-        }
+        self.client
+            .delete_item()
+            .table_name(&self.events)
+            .set_key(Some(key("id", &event.id)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
     }
 
     /// Puts a new event's item. The id being taken is `Conflict`, unless the item there is this
@@ -330,6 +486,65 @@ pub(super) fn dedup_id(source_id: &str, dedup_key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_check_waits_for_a_young_receiver_then_stores_itself() {
+        let ms = Duration::from_millis;
+        for (age, round, wait) in [
+            (ms(0), 0, Some(ms(50))),
+            (ms(10), 1, Some(ms(100))),
+            (ms(300), 2, Some(ms(200))),
+            (ms(500), 3, Some(ms(400))),
+            (ms(900), 4, Some(ms(400))),
+            (ms(1_300), 9, Some(ms(400))),
+            (ms(1_900), 0, Some(ms(50))),
+            (ms(1_980), 1, Some(ms(20))),
+            (ms(2_000), 0, None),
+            (Duration::from_secs(3600), 0, None),
+        ] {
+            assert_eq!(
+                super::wait_for_receiver(age, round),
+                wait,
+                "age {age:?}, round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_check_takes_the_key_only_while_the_marker_still_tells() {
+        use super::{check, Check, Settle};
+        let s = Duration::from_secs;
+        let day = s(86_400);
+        for (settled, age, window, want) in [
+            (Settle::Dispatch, s(1), day, Check::Deliver),
+            (Settle::Dispatch, s(30 * 86_400), day, Check::Deliver),
+            (Settle::Delete, s(1), day, Check::Supersede),
+            (Settle::Delete, s(2 * 86_400), day, Check::Supersede),
+            // Young: the receiver failed or crashed; the marker is the window's record.
+            (Settle::Claim, s(1), day, Check::Claim),
+            (Settle::Claim, s(86_399), day, Check::Claim),
+            // Redriven after the window: the marker may have expired; the item decides.
+            (Settle::Claim, s(86_400), day, Check::IfStored),
+            // A short window: the receiver may be running until RECEIVER_MAX.
+            (Settle::Claim, s(10), s(1), Check::Claim),
+            (Settle::Claim, s(299), s(0), Check::Claim),
+            (Settle::Claim, s(300), s(1), Check::IfStored),
+            // A later event holds the key: the receiver deleted this copy if it saw that.
+            (Settle::DispatchUnmarked, s(2), s(1), Check::IfStored),
+            (
+                Settle::DispatchUnmarked,
+                s(2 * 86_400),
+                day,
+                Check::IfStored,
+            ),
+        ] {
+            assert_eq!(
+                check(settled, age, window),
+                want,
+                "{settled:?} {age:?} {window:?}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,9 @@
-//! A dispatch task with its event inline is delivered without `get_event`; one by reference
-//! still reads it; one whose inline event has another id is malformed (dead-lettered).
+//! A dispatch task with its event inline (plain or packed) is delivered without `get_event`;
+//! one by reference still reads it; one whose inline event has another id is malformed
+//! (dead-lettered). A task sent before its store stores the event first, or is dropped when
+//! another event holds its dedup key.
 //!
-//! The inline events are never stored: had the dispatcher read one back, it would have found
+//! The other inline events are never stored: had the dispatcher read one back, it would have found
 //! nothing and delivered nothing (`fan_out` drops a task for an event that no longer exists).
 
 use std::collections::BTreeMap;
@@ -108,6 +110,7 @@ async fn an_inline_event_is_delivered_without_reading_it() {
     let task = Task::Dispatch {
         event_id: e.id.clone(),
         event: Some(InlineEvent::new(&e)),
+        sent_first: None,
     };
     delivers(&f, &task, &e).await;
 }
@@ -125,6 +128,7 @@ async fn a_task_by_reference_reads_the_event() {
     let task = Task::Dispatch {
         event_id: e.id.clone(),
         event: None,
+        sent_first: None,
     };
     delivers(&f, &task, &e).await;
 }
@@ -136,6 +140,7 @@ async fn an_inline_event_of_another_id_is_malformed() {
     let task = Task::Dispatch {
         event_id: "evt_other".into(),
         event: Some(InlineEvent::new(&e)),
+        sent_first: None,
     };
     match process(&f, &task).await {
         TaskOutcome::Malformed(reason) => {
@@ -147,4 +152,78 @@ async fn an_inline_event_of_another_id_is_malformed() {
         other => panic!("{other:?}"),
     }
     assert!(f.received.lock().unwrap().is_empty(), "nothing delivered");
+}
+
+#[tokio::test]
+async fn a_packed_inline_event_is_delivered_byte_for_byte() {
+    let f = fixture().await;
+    let e = event(r#"{"ref":"packed","commits":[1,2,3]}"#);
+    let task = Task::Dispatch {
+        event_id: e.id.clone(),
+        event: Some(InlineEvent::packed(&e)),
+        sent_first: None,
+    };
+    // Through the wire form, as the queue carries it.
+    let task = Task::from_json(&task.to_json()).unwrap();
+    delivers(&f, &task, &e).await;
+}
+
+fn sent_first(e: &Event) -> Task {
+    Task::Dispatch {
+        event_id: e.id.clone(),
+        event: Some(InlineEvent::new(e)),
+        sent_first: Some(crate::domain::SentFirst::new(Duration::from_secs(3600))),
+    }
+}
+
+#[tokio::test]
+async fn a_task_sent_before_its_store_stores_the_event_then_delivers_it() {
+    let f = fixture().await;
+    let e = event(r#"{"ref":"sent-first"}"#);
+    delivers(&f, &sent_first(&e), &e).await;
+    let events = &f.dispatcher.backend().events;
+    let stored = events.get_event(&e.id).await.unwrap().expect("stored");
+    assert_eq!(stored.body, e.body);
+    assert!(stored.enqueued);
+}
+
+#[tokio::test]
+async fn a_duplicate_sent_before_its_store_is_dropped() {
+    let f = fixture().await;
+    let original = event(r#"{"ref":"dup"}"#);
+    let events = f.dispatcher.backend().events.clone();
+    events
+        .insert_event(&original, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    // The provider's retry: same dedup key, its own id; the receiver answered with the
+    // original's id.
+    let retry = event(r#"{"ref":"dup"}"#);
+    assert_eq!(process(&f, &sent_first(&retry)).await, TaskOutcome::Done);
+    assert!(f.received.lock().unwrap().is_empty(), "nothing delivered");
+    assert!(events.get_event(&retry.id).await.unwrap().is_none());
+    let attempts = &f.dispatcher.backend().attempts;
+    assert!(attempts
+        .attempts_for_event(&retry.id)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_task_sent_first_without_its_event_is_malformed() {
+    let f = fixture().await;
+    let e = event(r#"{"ref":"no-event"}"#);
+    let Task::Dispatch { sent_first: s, .. } = sent_first(&e) else {
+        unreachable!()
+    };
+    let task = Task::Dispatch {
+        event_id: e.id.clone(),
+        event: None,
+        sent_first: s,
+    };
+    assert!(matches!(
+        process(&f, &task).await,
+        TaskOutcome::Malformed(_)
+    ));
 }
