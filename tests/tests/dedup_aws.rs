@@ -408,3 +408,61 @@ async fn sent_first_check_and_receiver_agree_under_races() {
         }
     }
 }
+
+/// Tasks that reach the check long after their event (retried through an outage, redriven from
+/// the dead-letter queue), when the key's marker has expired or names a later event: a
+/// duplicate's task must not take the key again, an acknowledged event's task still delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_first_check_of_a_late_task_trusts_the_stored_item_not_the_marker() {
+    let aws = fresh_aws().await;
+    let store = aws.store();
+    let two_hours_ago = Utc::now() - chrono::TimeDelta::hours(2);
+    let original = Event {
+        received_at: two_hours_ago,
+        ..sample_event("late", "id:l-1")
+    };
+    store.insert_event(&sent(&original), HOUR).await.unwrap();
+    // The provider's retry, answered as a duplicate; its copy was deleted then.
+    let retry = Event {
+        received_at: two_hours_ago + chrono::TimeDelta::seconds(5),
+        ..sample_event("late", "id:l-1")
+    };
+    match store.insert_event(&sent(&retry), HOUR).await.unwrap() {
+        InsertOutcome::Duplicate(o) => assert_eq!(o.id, original.id),
+        other => panic!("{other:?}"),
+    }
+
+    // The marker expired (TTL): the retry's task is kept, not delivered; the original's still
+    // delivers, and neither takes the key again.
+    raw_delete(&aws, "dedup#late#id:l-1").await;
+    assert_eq!(
+        store.confirm_sent(&retry, HOUR).await.unwrap(),
+        Confirmed::Unverifiable
+    );
+    assert!(raw_get(&aws, &retry.id).await.is_none());
+    assert_eq!(
+        store.confirm_sent(&original, HOUR).await.unwrap(),
+        Confirmed::Holder
+    );
+    assert!(marker_owner(&aws, "dedup#late#id:l-1").await.is_none());
+
+    // The key reused a window later: the marker names the new event, which the late task of
+    // the old duplicate must not be delivered beside.
+    let later = sample_event("late", "id:l-1");
+    assert_eq!(
+        store.insert_event(&sent(&later), HOUR).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store.confirm_sent(&retry, HOUR).await.unwrap(),
+        Confirmed::Unverifiable
+    );
+    assert_eq!(
+        store.confirm_sent(&original, HOUR).await.unwrap(),
+        Confirmed::Holder
+    );
+    assert_eq!(
+        marker_owner(&aws, "dedup#late#id:l-1").await,
+        Some(later.id.clone())
+    );
+}

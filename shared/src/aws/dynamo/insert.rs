@@ -271,14 +271,28 @@ impl DynamoStore {
             self.delete_pending(&event.id).await?;
             return Ok(());
         }
-        self.client
+        // Only a copy of this very key: an id can never hold anything else, but the condition
+        // says so to the reader (and to the template test) as `pending` does for the other way.
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.events)
             .set_key(Some(key("id", &event.id)))
+            .condition_expression(format!("{DEDUP_KEY} = :dk"))
+            .expression_attribute_values(":dk", AttributeValue::S(event.dedup_key.clone()))
             .send()
-            .await
-            .map_err(|e| sdk_error("DeleteItem", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Not there (never stored, or deleted already): nothing to do.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("DeleteItem", e)),
+        }
     }
 
     /// Puts a new event's item. The id being taken is `Conflict`, unless the item there is this
