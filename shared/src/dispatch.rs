@@ -149,9 +149,14 @@ impl Dispatcher {
                             return Ok(TaskOutcome::Done);
                         }
                         Confirmed::Unverifiable => {
+                            tracing::warn!(
+                                event_id,
+                                "task sent before its store arrived late, the event unstored"
+                            );
                             return Ok(TaskOutcome::Malformed(format!(
                                 "dispatch task for {event_id}, sent before its store, arrived \
-                                 after its dedup window without the event stored: kept unsent"
+                                 past its dedup window and 5 min without the event stored: \
+                                 kept unsent"
                             )));
                         }
                     }

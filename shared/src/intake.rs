@@ -117,11 +117,10 @@ impl Intake for SendThenStore {
 /// ([`EventStore::confirm_sent`]).
 pub const RECEIVER_MAX: Duration = Duration::from_secs(300);
 
-/// The largest dispatch task that carries its event inline, in bytes of JSON. SQS bills each
-/// 64 KB chunk of a request as one request and the dispatcher receives batches of 10, so at
-/// most 6 KB per message keeps a full receive batch in one chunk. Larger events go by
-/// reference and are read back with a consistent `GetItem`, 1 RRU per 4 KB of item (17 for a
-/// 64 KiB body, as `hookhub-bench cost` measures).
+/// The largest dispatch task that carries its event inline as it is, in bytes of JSON. SQS
+/// bills each 64 KB chunk of a request as one request and the dispatcher receives batches of
+/// 10, so at most 6 KB per message keeps a full receive batch in one chunk. Larger events
+/// travel packed ([`PACKED_TASK_MAX_BYTES`]).
 pub const INLINE_TASK_MAX_BYTES: usize = 6_000;
 
 /// The largest dispatch task that carries its event packed ([`InlineEvent::packed`]), in
@@ -137,14 +136,23 @@ pub fn fits_inline(task_len: usize) -> bool {
     task_len <= INLINE_TASK_MAX_BYTES
 }
 
-/// How a dispatch task carries its event, from the lengths of its plain and packed forms: the
-/// cheaper plain form when it fits [`INLINE_TASK_MAX_BYTES`], else packed within
+/// How a dispatch task carries its event inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InlineForm {
+    /// Headers as a map, body in base64 ([`InlineEvent::new`]).
+    Plain,
+    /// Headers and body deflated together ([`InlineEvent::packed`]).
+    Packed,
+}
+
+/// The form of a dispatch task, from the lengths of its plain and packed forms: plain when it
+/// fits [`INLINE_TASK_MAX_BYTES`] (no compression to pay), else packed within
 /// [`PACKED_TASK_MAX_BYTES`], else by reference (`None`).
-pub fn inline_form(plain_len: usize, packed_len: impl FnOnce() -> usize) -> Option<bool> {
+pub fn inline_form(plain_len: usize, packed_len: impl FnOnce() -> usize) -> Option<InlineForm> {
     if fits_inline(plain_len) {
-        Some(false)
+        Some(InlineForm::Plain)
     } else if packed_len() <= PACKED_TASK_MAX_BYTES {
-        Some(true)
+        Some(InlineForm::Packed)
     } else {
         None
     }
@@ -162,8 +170,8 @@ fn inline_task(event: &Event, sent_first: Option<SentFirst>) -> Option<Task> {
     let plain_len = plain.to_json().len();
     // Packed twice (measured, then sent) only for events over ~3.5 KiB: ~1.4 ms per 64 KiB.
     match inline_form(plain_len, || packed().to_json().len())? {
-        false => Some(plain),
-        true => Some(packed()),
+        InlineForm::Plain => Some(plain),
+        InlineForm::Packed => Some(packed()),
     }
 }
 
@@ -277,11 +285,11 @@ mod tests {
     #[test]
     fn the_form_is_plain_then_packed_then_by_reference() {
         let never = || -> usize { panic!("packed only when plain does not fit") };
-        assert_eq!(inline_form(0, never), Some(false));
-        assert_eq!(inline_form(6_000, never), Some(false));
+        assert_eq!(inline_form(0, never), Some(InlineForm::Plain));
+        assert_eq!(inline_form(6_000, never), Some(InlineForm::Plain));
         for (plain, packed, form) in [
-            (6_001, 1_000, Some(true)),
-            (90_000, 60_000, Some(true)),
+            (6_001, 1_000, Some(InlineForm::Packed)),
+            (90_000, 60_000, Some(InlineForm::Packed)),
             (90_000, 60_001, None),
             (300_000, 250_000, None),
         ] {
