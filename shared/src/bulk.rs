@@ -11,7 +11,10 @@
 //! already (by this job's own delivery, before a crash) and is left alone; any other pair gets
 //! the series [`Series::after`] its latest attempt, which is the same every time the page is
 //! redone. A redone page therefore enqueues the very same `Deliver { attempt n, series_start n }`
-//! tasks, which the dispatcher's per-attempt check (`dispatch::plan`) delivers once.
+//! tasks, which the dispatcher's per-attempt check (`dispatch::plan`) delivers once. Two records
+//! of one attempt number (a task run twice at once) are recovered at the later one's row only,
+//! so no two copies of one delivery task run; should that row be written after the page passed
+//! its place, the pair is not recovered by this job.
 
 use std::time::{Duration, Instant};
 
@@ -58,7 +61,10 @@ pub struct Count {
 pub fn recover_series(row: &Attempt, pair: &[Attempt], job: &RecoverJob) -> Option<Series> {
     let latest = latest_before(pair, job.started_at)?;
     let fresh = pair.iter().any(|a| a.started_at >= job.started_at);
+    // The same number and start: two records of one number (a task run twice at once, each
+    // recording its own delivery) are recovered at one of their rows only.
     let matches = latest.attempt == row.attempt
+        && latest.started_at == row.started_at
         && job.states.contains(&latest.state)
         && job.since <= latest.started_at
         && latest.started_at <= job.until;
@@ -74,11 +80,11 @@ pub fn replay_series(pair: &[Attempt], started_at: DateTime<Utc>) -> Option<Seri
     Some(Series::after(latest_before(pair, started_at)))
 }
 
-/// The pair's latest attempt (by number) that started before `at`.
+/// The pair's latest attempt (by number, then start) that started before `at`.
 fn latest_before(pair: &[Attempt], at: DateTime<Utc>) -> Option<&Attempt> {
     pair.iter()
         .filter(|a| a.started_at < at)
-        .max_by_key(|a| a.attempt)
+        .max_by_key(|a| (a.attempt, a.started_at))
 }
 
 /// Whether a replay job selects the event (the store already applied the source and id range).
@@ -164,13 +170,10 @@ async fn recover_lookup(
     job: &RecoverJob,
     row: &Attempt,
 ) -> StoreResult<Option<Task>> {
-    let pair: Vec<Attempt> = backend
+    let pair = backend
         .attempts
-        .attempts_for_event(&row.event_id)
-        .await?
-        .into_iter()
-        .filter(|a| a.subscription_id == job.subscription_id)
-        .collect();
+        .attempts_for_pair(&row.event_id, &job.subscription_id)
+        .await?;
     Ok(recover_series(row, &pair, job)
         .map(|series| deliver_task(&row.event_id, &job.subscription_id, series)))
 }

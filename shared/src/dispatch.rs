@@ -21,11 +21,15 @@ use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
 use crate::jq::Prepared;
 use crate::metrics::{self, DeliveryOutcome};
 use crate::operational::{self, OperationalEvent};
-use crate::ports::{Backend, Confirmed, ReceivedTask, StoreError};
+use crate::ports::{
+    Backend, Confirmed, PlannedAttempt, ReceivedTask, StoreError, PLANNED_START_MAX_LAG,
+};
 use crate::retry::RetryPolicy;
 use crate::signing;
+use locks::{PerPair, PerSubscription};
 
 mod health;
+mod locks;
 mod rate_limit;
 
 #[derive(Debug, Clone)]
@@ -75,27 +79,8 @@ pub struct Dispatcher {
     health_locks: PerSubscription<Option<health::Written>>,
     /// Per-subscription locks for rate-limit bookings (the same kind of map).
     slot_locks: PerSubscription<()>,
-}
-
-/// One lock per subscription, guarding a value of this process's: for health, the latest
-/// outcome this process wrote (which the cached subscription may predate); for rate limits,
-/// nothing. The stores make each update atomic across processes; taking them one at a time
-/// within a process spares the conditional writes most of their conflicts (and keeps a burst of
-/// deliveries that all find a probe due from racing for it).
-#[derive(Clone)]
-struct PerSubscription<T>(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<T>>>>>);
-
-impl<T> Default for PerSubscription<T> {
-    fn default() -> Self {
-        Self(Arc::default())
-    }
-}
-
-impl<T: Default> PerSubscription<T> {
-    fn of(&self, subscription_id: &str) -> Arc<tokio::sync::Mutex<T>> {
-        let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(subscription_id.to_owned()).or_default().clone()
-    }
+    /// One run at a time per (event, subscription) pair in this process ([`PerPair`]).
+    pair_turns: PerPair,
 }
 
 impl Dispatcher {
@@ -106,6 +91,7 @@ impl Dispatcher {
             config: Arc::new(config),
             health_locks: PerSubscription::default(),
             slot_locks: PerSubscription::default(),
+            pair_turns: PerPair::default(),
         }
     }
 
@@ -210,6 +196,15 @@ impl Dispatcher {
             tracing::info!(event_id, event_type = %event.event_type, "no matching subscription");
             return Ok(());
         }
+        // Each pair's turn, taken in id order (no two runs wait on each other), is held from this
+        // read of the log until its attempt is recorded.
+        let mut turns = HashMap::new();
+        let mut ids: Vec<&str> = subscriptions.iter().map(|s| s.id.as_str()).collect();
+        ids.sort_unstable();
+        for id in ids {
+            let turn = self.pair_turns.of(event_id, id).lock_owned().await;
+            turns.insert(id.to_owned(), turn);
+        }
         let latest = latest_attempts(self.backend.attempts.attempts_for_event(event_id).await?);
         let event = Arc::new(event);
         let mut resends = Vec::new();
@@ -222,15 +217,37 @@ impl Dispatcher {
                 Plan::Resend(task, delay) => resends.push((task, delay)),
             }
         }
+        // Pairs not delivered now are done with: their retries need not wait for the fan-out.
+        turns.retain(|id, _| work.iter().any(|s| s.id == *id));
         if !resends.is_empty() {
             self.backend.queue.send_batch(&resends).await?;
         }
+        // Announced before any is made: a crash between a delivery and its record must not
+        // leave that record where the event cannot find it (DynamoDB's plan records).
+        let planned_at = Utc::now();
+        let planned: Vec<PlannedAttempt> = work
+            .iter()
+            .map(|s| PlannedAttempt {
+                subscription_id: s.id.clone(),
+                attempt: first.attempt,
+            })
+            .collect();
+        self.backend
+            .attempts
+            .plan_attempts(event_id, planned_at, &planned)
+            .await?;
         // Each pair schedules its own retry as soon as its attempt ends: a slow sibling must
         // not hold it back.
         let results: Vec<Result<(), StoreError>> = stream::iter(work)
             .map(|subscription| {
                 let event = event.clone();
-                async move { self.attempt(&event, &subscription, first).await }
+                let planned = Some(planned_at);
+                let turn = turns.remove(&subscription.id);
+                async move {
+                    let done = self.attempt(&event, &subscription, first, planned).await;
+                    drop(turn);
+                    done
+                }
             })
             .buffer_unordered(self.config.fan_out_concurrency.max(1))
             .collect()
@@ -276,17 +293,16 @@ impl Dispatcher {
             );
             return Ok(());
         }
-        let prior: Vec<Attempt> = self
+        let turn = self.pair_turns.of(event_id, subscription_id);
+        let _turn = turn.lock().await;
+        let prior = self
             .backend
             .attempts
-            .attempts_for_event(event_id)
-            .await?
-            .into_iter()
-            .filter(|a| a.subscription_id == subscription_id)
-            .collect();
+            .attempts_for_pair(event_id, subscription_id)
+            .await?;
         let latest = prior.iter().max_by_key(|a| a.attempt);
         match plan(latest, series, redelivered) {
-            Plan::Deliver => self.attempt(&event, &subscription, series).await?,
+            Plan::Deliver => self.attempt(&event, &subscription, series, None).await?,
             Plan::Skip => {}
             Plan::Resend(task, delay) => self.backend.queue.send(&task, delay).await?,
         }
@@ -301,6 +317,7 @@ impl Dispatcher {
         event: &Event,
         subscription: &Subscription,
         series: Series,
+        planned_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let mut started_at = Utc::now();
         // The subscription's jq filter and transform decide what, if anything, is sent; they
@@ -411,7 +428,8 @@ impl Dispatcher {
             "delivery attempt"
         );
         metrics::delivery_attempted(event, subscription, verdict, &outcome, response_duration);
-        record_patiently(&*self.backend.attempts, &record).await?;
+        let planned_at = as_planned(planned_at, started_at);
+        record_patiently(&*self.backend.attempts, &record, planned_at).await?;
         if verdict == Verdict::Exhausted && operational::emits_exhausted(event) {
             let exhausted = OperationalEvent::DeliveryExhausted {
                 subscription_id: subscription.id.clone(),
@@ -565,6 +583,22 @@ fn plan(latest: Option<&Attempt>, series: Series, redelivered: bool) -> Plan {
     }
 }
 
+/// The plan an attempt is recorded under: none when it started more than
+/// [`PLANNED_START_MAX_LAG`] after it (queued behind slow deliveries), so that pages by start time
+/// need look back no further than the lag.
+fn as_planned(
+    planned_at: Option<DateTime<Utc>>,
+    started_at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    // Negative (the wall clock stepped back) fails `to_std`: recorded on its own too, as pages
+    // rely on a plan never sorting after its start.
+    planned_at.filter(|at| {
+        (started_at - *at)
+            .to_std()
+            .is_ok_and(|lag| lag <= PLANNED_START_MAX_LAG)
+    })
+}
+
 /// Extra rounds of [`record_patiently`] after the store's own (SDK) retries, and the first pause.
 const RECORD_ROUNDS: u32 = 3;
 const RECORD_PAUSE: Duration = Duration::from_millis(200);
@@ -576,10 +610,17 @@ const RECORD_PAUSE: Duration = Duration::from_millis(200);
 async fn record_patiently(
     attempts: &dyn crate::ports::AttemptLog,
     record: &Attempt,
+    planned_at: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
+    let write = || async {
+        match planned_at {
+            Some(at) => attempts.record_planned_attempt(record, at).await,
+            None => attempts.record_attempt(record).await,
+        }
+    };
     let mut pause = RECORD_PAUSE;
     for _ in 0..RECORD_ROUNDS {
-        match attempts.record_attempt(record).await {
+        match write().await {
             Err(StoreError::Unavailable(error)) => {
                 tracing::warn!(
                     event_id = %record.event_id,
@@ -593,7 +634,7 @@ async fn record_patiently(
             done => return done,
         }
     }
-    attempts.record_attempt(record).await
+    write().await
 }
 
 fn latest_attempts(attempts: Vec<Attempt>) -> HashMap<String, Attempt> {

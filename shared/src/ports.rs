@@ -209,25 +209,73 @@ pub struct EventRange {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AttemptPage {
     pub attempts: Vec<Attempt>,
-    /// Opaque: pass back to get the next page. `None` when the range is exhausted (a `Some`
-    /// may still be followed by an empty page).
+    /// Opaque: pass back to get the next page. `None` when the range is exhausted. A page may
+    /// hold fewer than asked, even none, and still have a cursor (then the next page): read
+    /// until the cursor is `None`.
     pub cursor: Option<String>,
+}
+
+/// How long after its planned time a planned attempt may start and still be recorded as planned
+/// ([`AttemptLog::record_planned_attempt`]); one that starts later (a fan-out queued behind slow
+/// deliveries) is recorded with [`AttemptLog::record_attempt`]. Pages by start time rely on it.
+pub const PLANNED_START_MAX_LAG: Duration = Duration::from_secs(60);
+
+/// One delivery a dispatch is about to attempt ([`AttemptLog::plan_attempts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedAttempt {
+    pub subscription_id: String,
+    pub attempt: u32,
 }
 
 #[async_trait]
 pub trait AttemptLog: Send + Sync {
     async fn record_attempt(&self, attempt: &Attempt) -> StoreResult<()>;
+    /// Announces the deliveries of one event a dispatch is about to attempt, before any of them
+    /// is made, all planned at `planned_at`. An adapter that finds an event's attempts through
+    /// a record apart from the attempts (DynamoDB) writes that record here once for all of
+    /// them, and [`record_planned_attempt`](Self::record_planned_attempt) then writes each
+    /// attempt alone. Default: nothing to do.
+    async fn plan_attempts(
+        &self,
+        _event_id: &str,
+        _planned_at: DateTime<Utc>,
+        _planned: &[PlannedAttempt],
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Records an attempt announced by [`plan_attempts`](Self::plan_attempts) (same event,
+    /// subscription, number and `planned_at`) that started at most [`PLANNED_START_MAX_LAG`]
+    /// after `planned_at`. Default: [`record_attempt`](Self::record_attempt).
+    async fn record_planned_attempt(
+        &self,
+        attempt: &Attempt,
+        _planned_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.record_attempt(attempt).await
+    }
     /// All attempts for an event, ordered by (subscription id, attempt number).
     async fn attempts_for_event(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
-    /// The latest attempts for a subscription, newest first.
+    /// The attempts of one (event, subscription) pair, by attempt number. Default: filtered
+    /// from [`attempts_for_event`](Self::attempts_for_event).
+    async fn attempts_for_pair(
+        &self,
+        event_id: &str,
+        subscription_id: &str,
+    ) -> StoreResult<Vec<Attempt>> {
+        let mut attempts = self.attempts_for_event(event_id).await?;
+        attempts.retain(|a| a.subscription_id == subscription_id);
+        Ok(attempts)
+    }
+    /// The latest attempts for a subscription, newest first (attempts that started within
+    /// [`PLANNED_START_MAX_LAG`] of each other may come in the order they were planned).
     async fn attempts_for_subscription(
         &self,
         subscription_id: &str,
         limit: usize,
     ) -> StoreResult<Vec<Attempt>>;
-    /// A subscription's attempts that started within `[since, until]`, oldest first, at most
-    /// `limit`, after `cursor` (from the previous page; `None` for the first). Bulk recovery
-    /// pages with it.
+    /// A subscription's attempts that started within `[since, until]`, oldest first (as in
+    /// [`attempts_for_subscription`](Self::attempts_for_subscription)), at most `limit`, after
+    /// `cursor` (from the previous page; `None` for the first). Bulk recovery pages with it.
     async fn attempts_for_subscription_page(
         &self,
         subscription_id: &str,

@@ -214,6 +214,26 @@ pub async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> R
     }
 }
 
+/// [`wait_until`] for a check that has to await (a store read).
+pub async fn wait_until_async<F, Fut>(timeout: Duration, mut check: F) -> Result<(), ()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if check().await {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
 /// A dev server (SQLite) running on its own runtime, so a test can kill it abruptly — every
 /// task dropped mid-flight, as in a crash — and start another on the same data dir.
 pub struct DevServer {

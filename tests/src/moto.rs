@@ -195,6 +195,23 @@ pub async fn fresh_aws() -> Aws {
     aws
 }
 
+/// Every item of a (small, test-sized) table, read consistently: what the code wrote, keys
+/// and all.
+pub async fn scan_items(
+    aws: &Aws,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, hookhub::aws::aws_sdk_dynamodb::types::AttributeValue>> {
+    aws.dynamodb()
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("Scan")
+        .items
+        .unwrap_or_default()
+}
+
 /// A backend on fresh resources: the contract suite's constructor.
 pub async fn aws_backend() -> Backend {
     fresh_aws()

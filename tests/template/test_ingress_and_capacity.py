@@ -52,7 +52,6 @@ SCALED = {
     "EventsByTime": "table/${EventsTable}/index/by-time",
     "EventsUnenqueued": "table/${EventsTable}/index/unenqueued",
     "Attempts": "table/${AttemptsTable}",
-    "AttemptsBySubscription": "table/${AttemptsTable}/index/by-subscription",
 }
 TABLES = ("SourcesTable", "SubscriptionsTable", "EventsTable", "AttemptsTable")
 MINIMUMS = {

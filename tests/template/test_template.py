@@ -112,10 +112,11 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
             **unconditional("dynamodb:Scan", "dynamodb:GetItem"),
             "dynamodb:UpdateItem": DISABLE_SUBSCRIPTION,
         },
-        # attempts_for_event, record_attempt
-        "AttemptsTable": unconditional("dynamodb:Query", "dynamodb:PutItem"),
-        # bulk recovery pages: attempts_for_subscription_page
-        "AttemptsTable/index/by-subscription": unconditional("dynamodb:Query"),
+        # attempts_for_event (Query, then BatchGetItem), bulk recovery pages
+        # (attempts_for_subscription_page: Query), record_attempt (PutItem); no index
+        "AttemptsTable": unconditional(
+            "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem"
+        ),
         # event source mapping (receive, delete, attributes), retries and hops (send),
         # dead_letter's delete of the original
         "TaskQueue": unconditional(
@@ -144,9 +145,8 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
         },
         "EventsTable/index/by-source": unconditional("dynamodb:Query"),
         "EventsTable/index/by-time": unconditional("dynamodb:Query"),
-        # attempts_for_event, attempts_for_subscription
-        "AttemptsTable": unconditional("dynamodb:Query"),
-        "AttemptsTable/index/by-subscription": unconditional("dynamodb:Query"),
+        # attempts_for_event (Query, then BatchGetItem), attempts_for_subscription (Query)
+        "AttemptsTable": unconditional("dynamodb:Query", "dynamodb:BatchGetItem"),
         # replay_event: send_batch of deliver tasks; operational events' dispatch task
         "TaskQueue": unconditional("sqs:SendMessage*"),
     },
@@ -351,7 +351,8 @@ def setup_rs_tables() -> dict[str, dict]:
     }
     # Guard the parser itself: what docs/aws-layout.md describes.
     assert set(tables["EventsTable"]["indexes"]) == {"by-source", "by-time", "unenqueued"}, tables
-    assert set(tables["AttemptsTable"]["indexes"]) == {"by-subscription"}, tables
+    assert set(tables["AttemptsTable"]["indexes"]) == set(), tables
+    assert (tables["AttemptsTable"]["hash"], tables["AttemptsTable"]["range"]) == ("pk", "sk"), tables
     return tables
 
 

@@ -284,6 +284,51 @@ mod aws_specific {
         );
     }
 
+    /// An attempts table made for the earlier layout (keyed by event, with `by-subscription`)
+    /// is refused at start with both keys named, rather than failing every write later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_of_another_layout_is_refused() {
+        use hookhub::aws::aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let settings = AwsSettings::with_prefix(&hookhub_tests::moto::unique_prefix());
+        let aws = Aws::new(&hookhub_tests::moto::sdk_config().await, settings.clone());
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .unwrap()
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        aws.dynamodb()
+            .create_table()
+            .table_name(&settings.attempts_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("event_id", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .attribute_definitions(attribute("event_id"))
+            .attribute_definitions(attribute("sk"))
+            .send()
+            .await
+            .expect("CreateTable");
+        let error = aws
+            .ensure_resources()
+            .await
+            .expect_err("the old attempts table is refused")
+            .to_string();
+        assert!(
+            error.contains("has the key (event_id, sk), this version expects (pk, sk)"),
+            "{error}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stored_events_and_attempts_carry_ttl() {
         let aws = fresh_aws().await;
@@ -356,16 +401,16 @@ mod aws_specific {
         hookhub::ports::AttemptLog::record_attempt(&store, &attempt)
             .await
             .unwrap();
-        let item = raw_item(
-            &aws,
-            &settings.attempts_table,
-            &[("event_id", &event.id), ("sk", "sub_ttl#0000000001")],
-        )
-        .await;
-        assert_eq!(
-            number(&item, "expires_at"),
-            attempt.started_at.timestamp() + retention
-        );
+        // The attempt and the plan record its event finds it by.
+        let items = hookhub_tests::moto::scan_items(&aws, &settings.attempts_table).await;
+        assert_eq!(items.len(), 2, "{items:?}");
+        for item in items {
+            assert_eq!(
+                number(&item, "expires_at"),
+                attempt.started_at.timestamp() + retention,
+                "{item:?}"
+            );
+        }
     }
 
     /// Duplicates are told apart by the typed conditional failure of the marker's PutItem, which

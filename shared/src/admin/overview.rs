@@ -17,6 +17,8 @@ use crate::ports::EventRange;
 pub const STATS_MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Rows (events, and attempts) one stats request reads at most; beyond it the counts are
 /// lower bounds and `capped` is true. Keeps a request's cost bounded on a busy deployment.
+/// Counted as returned: on DynamoDB a page also reads the attempts planned within the minute
+/// before the window and left out of it, up to a minute's more per subscription.
 pub const STATS_MAX_ROWS: usize = 10_000;
 /// Ids one `GET /v1/events/states` request takes at most (one attempts read each).
 pub const STATES_MAX_IDS: usize = 100;
@@ -49,7 +51,7 @@ pub fn event_state(attempts: &[Attempt]) -> EventState {
     let mut latest: BTreeMap<&str, &Attempt> = BTreeMap::new();
     for a in attempts {
         let slot = latest.entry(a.subscription_id.as_str()).or_insert(a);
-        if a.attempt > slot.attempt {
+        if (a.attempt, a.started_at) > (slot.attempt, slot.started_at) {
             *slot = a;
         }
     }

@@ -16,7 +16,7 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 pub const DEFAULT_LIST_SHARDS: u32 = 4;
 /// Upper bound of `HOOKHUB_LIST_SHARDS`: listings query every shard.
 pub const MAX_LIST_SHARDS: u32 = 1024;
-/// Default partitions per source of `by-source` and per subscription of `by-subscription` when
+/// Default partitions per source of `by-source` and per subscription of the attempts table when
 /// `HOOKHUB_INDEX_SHARDS` is unset: 2, so local runs and tests go through the merge of several
 /// (the template sets the deployed count, sized in `docs/aws-layout.md`).
 pub const DEFAULT_INDEX_SHARDS: u32 = 2;
@@ -57,9 +57,9 @@ pub struct AwsSettings {
     /// raise it freely, never lower it (events in the dropped shards would no longer be listed
     /// or swept).
     pub list_shards: u32,
-    /// Partitions per source of `by-source` and per subscription of `by-subscription`, so one
-    /// busy source or subscriber is not one hot index partition. Persisted in every attempt item: raise it
-    /// freely, never lower it (attempts in the dropped shards would no longer be listed).
+    /// Partitions per source of `by-source` and per subscription of the attempts table, so one
+    /// busy source or subscriber is not one hot partition. Persisted in every attempt's key: raise
+    /// it freely, never lower it (attempts in the dropped shards would no longer be listed).
     pub index_shards: u32,
     /// How long a warm process may serve sources and subscriptions from its cache (0 = no
     /// cache): the bound on how stale an admin change can be for the receiver and dispatcher.

@@ -1,6 +1,6 @@
 //! DynamoDB stores. One table per record kind, so each function's IAM role can be limited to
 //! the tables it touches. Items are mapped with `serde_dynamo`; the few extra attributes added
-//! here are index keys and the TTL. Layout: `docs/aws-layout.md`.
+//! here are keys (of the table and its indexes) and the TTL. Layout: `docs/aws-layout.md`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
 use crate::domain::{Attempt, Source, Subscription};
 use crate::ports::{
-    AttemptLog, AttemptPage, DisableOutcome, SourceStore, StoreError, StoreResult,
+    AttemptLog, AttemptPage, DisableOutcome, PlannedAttempt, SourceStore, StoreError, StoreResult,
     SubscriptionStore,
 };
 
@@ -44,17 +44,16 @@ pub(crate) mod names {
     pub const RECEIVED_SK: &str = "received_sk";
     /// Events: the body's length in bytes (N), so listings need not read the payload.
     pub const BODY_SIZE: &str = "bs";
-    /// Attempts: sort key `{subscription_id}#{attempt:010}`.
+    /// Attempts: partition key, `{subscription_id}#{k}` for attempts (`k` a stable hash of the
+    /// event id modulo `HOOKHUB_INDEX_SHARDS`) and `e#{event_id}` for an event's plan records.
+    pub const ATTEMPT_PK: &str = "pk";
+    /// Attempts: sort key, `{time}#{event_id}#{attempt:010}` for attempts, `p#{time}#…` for
+    /// plan records.
     pub const ATTEMPT_SK: &str = "sk";
-    /// Attempts: GSI listing one subscription's attempts newest first (`sub_shard`,
-    /// `started_sk`), each subscription spread over `HOOKHUB_INDEX_SHARDS` partitions.
-    pub const BY_SUBSCRIPTION: &str = "by-subscription";
-    /// Attempts: `{subscription_id}#{k}`, `k` a stable hash of the event id modulo the shards.
-    pub const SUB_SHARD: &str = "sub_shard";
-    pub const STARTED_SK: &str = "started_sk";
 }
 use names::*;
 
+mod attempts;
 mod event_item;
 mod events;
 mod health;
@@ -73,7 +72,7 @@ pub struct DynamoStore {
     retention: Duration,
     /// Partitions of the `by-time` and `unenqueued` indexes (`HOOKHUB_LIST_SHARDS`).
     list_shards: u32,
-    /// Partitions per source of `by-source` and per subscription of `by-subscription`
+    /// Partitions per source of `by-source` and per subscription of the attempts table
     /// (`HOOKHUB_INDEX_SHARDS`).
     index_shards: u32,
 }
@@ -92,8 +91,8 @@ impl DynamoStore {
         }
     }
 
-    /// A query of one of a subscription's `by-subscription` shards: `#p` is its partition key,
-    /// `:p` its value; `condition` may add to them.
+    /// A query of one of a subscription's partitions of the attempts table: `#p` is its
+    /// partition key, `:p` its value; `condition` may add to them.
     fn subscription_shard(
         &self,
         subscription_id: &str,
@@ -103,9 +102,8 @@ impl DynamoStore {
         self.client
             .query()
             .table_name(&self.attempts)
-            .index_name(BY_SUBSCRIPTION)
             .key_condition_expression(condition)
-            .expression_attribute_names("#p", SUB_SHARD)
+            .expression_attribute_names("#p", ATTEMPT_PK)
             .expression_attribute_values(":p", AttributeValue::S(shard_key(subscription_id, shard)))
     }
 
@@ -406,54 +404,36 @@ impl SubscriptionStore for DynamoStore {
 #[async_trait]
 impl AttemptLog for DynamoStore {
     async fn record_attempt(&self, attempt: &Attempt) -> StoreResult<()> {
-        let mut item = to_item(attempt)?;
-        item.insert(
-            ATTEMPT_SK.into(),
-            AttributeValue::S(format!(
-                "{}#{:010}",
-                attempt.subscription_id, attempt.attempt
-            )),
-        );
-        item.insert(
-            STARTED_SK.into(),
-            AttributeValue::S(format!(
-                "{}#{}#{:010}",
-                sortable_time(attempt.started_at),
-                attempt.event_id,
-                attempt.attempt
-            )),
-        );
-        item.insert(
-            SUB_SHARD.into(),
-            AttributeValue::S(shard_key(
-                &attempt.subscription_id,
-                stable_shard(&attempt.event_id, self.index_shards),
-            )),
-        );
-        item.insert(EXPIRES_AT.into(), self.expires_at(attempt.started_at));
-        self.client
-            .put_item()
-            .table_name(&self.attempts)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem", e))?;
-        Ok(())
+        self.record_unplanned(attempt).await
+    }
+
+    async fn plan_attempts(
+        &self,
+        event_id: &str,
+        planned_at: DateTime<Utc>,
+        planned: &[PlannedAttempt],
+    ) -> StoreResult<()> {
+        self.plan(event_id, planned_at, planned).await
+    }
+
+    async fn record_planned_attempt(
+        &self,
+        attempt: &Attempt,
+        planned_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.record_planned(attempt, planned_at).await
     }
 
     async fn attempts_for_event(&self, event_id: &str) -> StoreResult<Vec<Attempt>> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.attempts)
-            .key_condition_expression("event_id = :e")
-            .expression_attribute_values(":e", AttributeValue::S(event_id.into()))
-            .consistent_read(true);
-        self.query(query, None)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        self.event_attempts(event_id, None).await
+    }
+
+    async fn attempts_for_pair(
+        &self,
+        event_id: &str,
+        subscription_id: &str,
+    ) -> StoreResult<Vec<Attempt>> {
+        self.event_attempts(event_id, Some(subscription_id)).await
     }
 
     async fn attempts_for_subscription(
@@ -476,7 +456,7 @@ impl AttemptLog for DynamoStore {
             .into_iter()
             .flatten()
             .collect();
-        items.sort_by_cached_key(|item| std::cmp::Reverse(started_sk(item)));
+        items.sort_by_cached_key(|item| std::cmp::Reverse(attempt_sk(item)));
         items.truncate(limit);
         items.into_iter().map(from_item).collect()
     }
@@ -502,15 +482,14 @@ fn stable_shard(key: &str, shards: u32) -> u32 {
     hash % shards.max(1)
 }
 
-/// The partition key of one shard of a source (`by-source`) or a subscription
-/// (`by-subscription`).
+/// The partition key of one shard of a source (`by-source`) or of a subscription's attempts.
 fn shard_key(owner_id: &str, shard: u32) -> String {
     format!("{owner_id}#{shard}")
 }
 
-/// An attempt item's `started_sk` (empty when missing: such an item sorts first).
-fn started_sk(item: &Item) -> String {
-    item.get(STARTED_SK)
+/// An attempt item's sort key (empty when missing: such an item sorts first).
+fn attempt_sk(item: &Item) -> String {
+    item.get(ATTEMPT_SK)
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_default()

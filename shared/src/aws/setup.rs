@@ -64,14 +64,9 @@ impl Aws {
         };
         let attempts = TableSpec {
             name: &s.attempts_table,
-            hash: "event_id",
+            hash: ATTEMPT_PK,
             range: Some(ATTEMPT_SK),
-            indexes: vec![index(
-                BY_SUBSCRIPTION,
-                SUB_SHARD,
-                STARTED_SK,
-                ProjectionType::All,
-            )],
+            indexes: Vec::new(),
             ttl: true,
         };
         futures::future::try_join_all(
@@ -91,7 +86,15 @@ impl Aws {
     async fn ensure_table(&self, spec: TableSpec<'_>) -> StoreResult<()> {
         let client = self.dynamodb();
         match client.describe_table().table_name(spec.name).send().await {
-            Ok(_) => {}
+            Ok(described) => {
+                let found = described
+                    .table
+                    .and_then(|t| t.key_schema)
+                    .unwrap_or_default();
+                if let Some(problem) = key_mismatch(&spec, &found) {
+                    return Err(StoreError::Corrupt(problem));
+                }
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|se| se.is_resource_not_found_exception()) =>
@@ -273,4 +276,81 @@ fn create_table_request(
         );
     }
     Ok(request)
+}
+
+/// Why an existing table cannot be used as `spec` (its key differs: made by another layout,
+/// where every read and write would fail on the key), or `None`.
+fn key_mismatch(spec: &TableSpec<'_>, found: &[KeySchemaElement]) -> Option<String> {
+    let of = |kind: KeyType| {
+        found
+            .iter()
+            .find(|k| k.key_type == kind)
+            .map(|k| k.attribute_name.as_str())
+    };
+    let (hash, range) = (of(KeyType::Hash), of(KeyType::Range));
+    (hash != Some(spec.hash) || range != spec.range).then(|| {
+        let show = |h: Option<&str>, r: Option<&str>| match r {
+            Some(r) => format!("({}, {r})", h.unwrap_or("?")),
+            None => format!("({})", h.unwrap_or("?")),
+        };
+        format!(
+            "table {} has the key {}, this version expects {}: it was made for another layout \
+             (docs/aws-layout.md); delete it or set another HOOKHUB_TABLE_PREFIX",
+            spec.name,
+            show(hash, range),
+            show(Some(spec.hash), spec.range),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_existing_table_is_used_only_with_the_same_key() {
+        let attempts = TableSpec {
+            name: "attempts",
+            hash: ATTEMPT_PK,
+            range: Some(ATTEMPT_SK),
+            indexes: Vec::new(),
+            ttl: true,
+        };
+        let cases = [
+            (
+                vec![key("pk", KeyType::Hash), key("sk", KeyType::Range)],
+                None,
+            ),
+            (
+                vec![key("sk", KeyType::Range), key("pk", KeyType::Hash)],
+                None,
+            ),
+            (
+                vec![key("event_id", KeyType::Hash), key("sk", KeyType::Range)],
+                Some("table attempts has the key (event_id, sk), this version expects (pk, sk)"),
+            ),
+            (
+                vec![key("pk", KeyType::Hash)],
+                Some("table attempts has the key (pk), this version expects (pk, sk)"),
+            ),
+        ];
+        for (found, want) in cases {
+            let got = key_mismatch(&attempts, &found);
+            match want {
+                None => assert_eq!(got, None, "{found:?}"),
+                Some(start) => assert!(
+                    got.as_deref().is_some_and(|g| g.starts_with(start)),
+                    "{found:?}: {got:?}"
+                ),
+            }
+        }
+    }
 }

@@ -150,6 +150,20 @@ fn recover_decisions() {
 }
 
 #[test]
+fn two_records_of_one_number_are_recovered_once() {
+    // A task run twice at once records its delivery twice under one number; the store gives
+    // the pair with the later one, and a subscription's page lists both rows.
+    let job = recover_job(&[Failed]);
+    let (older, later) = (attempt(1, Failed, 20), attempt(1, Failed, 25));
+    let pair = vec![later.clone()];
+    assert_eq!(recover_series(&older, &pair, &job), None);
+    assert_eq!(
+        recover_series(&later, &pair, &job).map(|s| s.attempt),
+        Some(2)
+    );
+}
+
+#[test]
 fn a_redone_page_decides_the_same() {
     // Before the job's own attempt exists (crash before it ran) the page yields the same task
     // as the first time; once it exists, none.

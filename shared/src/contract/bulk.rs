@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{sample_attempt, sample_event};
 use crate::domain::{new_id, Attempt};
-use crate::ports::{Backend, EventRange};
+use crate::ports::{Backend, EventRange, PlannedAttempt, PLANNED_START_MAX_LAG};
 
 /// Every page of a subscription's attempts within `[since, until]`, `limit` at a time.
 async fn all_attempt_pages(
@@ -61,11 +61,48 @@ pub async fn attempts_paged_by_subscription(b: &Backend) {
     for a in inside.iter().chain(&outside) {
         b.attempts.record_attempt(a).await.expect("record_attempt");
     }
+    // Fan-out attempts, recorded under a plan made before they started: one planned before the
+    // range and started in it (in), one planned in it and started after it (out).
+    let (e4, e5) = (new_id("evt"), new_id("evt"));
+    let mut inside = inside;
+    let mut outside = outside;
+    for (event, planned, started, is_in) in [
+        (&e4, 9 * 60 + 30, 10 * 60 + 10, true),
+        (&e5, 39 * 60 + 50, 40 * 60 + 20, false),
+    ] {
+        let planned_at = base + TimeDelta::seconds(planned);
+        b.attempts
+            .plan_attempts(
+                event,
+                planned_at,
+                &[PlannedAttempt {
+                    subscription_id: sub.clone(),
+                    attempt: 1,
+                }],
+            )
+            .await
+            .expect("plan_attempts");
+        let mut a = sample_attempt(event, &sub, 1);
+        a.started_at = base + TimeDelta::seconds(started);
+        b.attempts
+            .record_planned_attempt(&a, planned_at)
+            .await
+            .expect("record_planned_attempt");
+        if is_in {
+            inside.push(a)
+        } else {
+            outside.push(a)
+        }
+    }
     let (since, until) = (base + TimeDelta::minutes(10), base + TimeDelta::minutes(40));
     for limit in [1, 2, 10] {
         let got = all_attempt_pages(b, &sub, since, until, limit).await;
+        // By start, but attempts that started within the planning lag of each other may come
+        // in the order they were planned.
+        let lag = TimeDelta::from_std(PLANNED_START_MAX_LAG).unwrap();
         assert!(
-            got.windows(2).all(|w| w[0].started_at <= w[1].started_at),
+            got.windows(2)
+                .all(|w| w[0].started_at <= w[1].started_at + lag),
             "attempt pages ascend by start time (limit {limit})"
         );
         let key = |a: &Attempt| (a.event_id.clone(), a.attempt);

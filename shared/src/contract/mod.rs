@@ -62,6 +62,7 @@ macro_rules! contract_tests {
             attempts_by_event_and_subscription,
             attempt_rerecord_is_idempotent,
             attempts_paged_by_subscription,
+            planned_attempts_are_found_once_made,
             events_paged_by_id_range,
             queue_send_receive_ack,
             queue_delay_hides_message,

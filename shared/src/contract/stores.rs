@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{sample_attempt, sample_event, sample_source, sample_subscription};
 use crate::domain::{new_id, DeliveryState, Event, EventSummary, Secret};
-use crate::ports::{Backend, EventQuery, InsertOutcome, StoreError};
+use crate::ports::{Backend, EventQuery, InsertOutcome, PlannedAttempt, StoreError};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -487,6 +487,114 @@ pub async fn attempts_by_event_and_subscription(b: &Backend) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A dispatch announces its deliveries ([`AttemptLog::plan_attempts`]), then records each
+/// one it makes: those are found by event, by subscription and by page like any attempt; a
+/// planned delivery never made (filtered out, or its dispatcher gone) is found nowhere.
+///
+/// [`AttemptLog::plan_attempts`]: crate::ports::AttemptLog::plan_attempts
+pub async fn planned_attempts_are_found_once_made(b: &Backend) {
+    let log = &b.attempts;
+    let event = new_id("evt");
+    // Ordered names: attempts of an event come by subscription id.
+    let (s1, s2, s3) = (
+        format!("sub_a_{event}"),
+        format!("sub_b_{event}"),
+        format!("sub_c_{event}"),
+    );
+    let planned_at = Utc::now() - secs(600);
+    let at = |sub: &str, n: u32, offset: i64| {
+        let mut a = sample_attempt(&event, sub, n);
+        a.started_at = planned_at + secs(offset);
+        a
+    };
+    let plan = |subs: &[&String], n: u32| -> Vec<PlannedAttempt> {
+        subs.iter()
+            .map(|s| PlannedAttempt {
+                subscription_id: (*s).clone(),
+                attempt: n,
+            })
+            .collect()
+    };
+    log.plan_attempts(&event, planned_at, &plan(&[&s1, &s2, &s3], 1))
+        .await
+        .expect("plan");
+    // s2's delivery started half a minute after the plan (queued behind slow ones).
+    let (s1_1, s2_1) = (at(&s1, 1, 1), at(&s2, 1, 30));
+    for a in [&s2_1, &s1_1] {
+        log.record_planned_attempt(a, planned_at)
+            .await
+            .expect("record a planned attempt");
+    }
+    // The retry of s1 is recorded without a plan, as a single delivery is.
+    let s1_2 = at(&s1, 2, 31);
+    log.record_attempt(&s1_2).await.expect("record");
+    assert_eq!(
+        log.attempts_for_event(&event).await.unwrap(),
+        [s1_1.clone(), s1_2.clone(), s2_1.clone()],
+        "made attempts by (subscription, number); the one never made is not there"
+    );
+    assert_eq!(
+        log.attempts_for_subscription(&s1, 10).await.unwrap(),
+        [s1_2.clone(), s1_1.clone()],
+        "newest first"
+    );
+    assert!(log
+        .attempts_for_subscription(&s3, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Pages select by start, whatever the plan's time.
+    let page = |since: i64, until: i64| {
+        let s2 = s2.clone();
+        async move {
+            log.attempts_for_subscription_page(
+                &s2,
+                planned_at + secs(since),
+                planned_at + secs(until),
+                None,
+                10,
+            )
+            .await
+            .unwrap()
+            .attempts
+        }
+    };
+    assert_eq!(page(-1, 60).await, std::slice::from_ref(&s2_1));
+    assert_eq!(
+        page(10, 60).await,
+        std::slice::from_ref(&s2_1),
+        "planned before the range, started in it"
+    );
+    assert!(
+        page(-60, 20).await.is_empty(),
+        "planned in the range, started after it"
+    );
+    assert_eq!(
+        log.attempts_for_pair(&event, &s1).await.unwrap(),
+        [s1_1.clone(), s1_2.clone()],
+        "one pair's attempts"
+    );
+    assert!(log.attempts_for_pair(&event, &s3).await.unwrap().is_empty());
+    // Planned again later (the first dispatcher gone) and made then: found.
+    let replanned = planned_at + secs(300);
+    log.plan_attempts(&event, replanned, &plan(&[&s3], 1))
+        .await
+        .expect("plan again");
+    let mut s3_1 = at(&s3, 1, 301);
+    s3_1.state = DeliveryState::Succeeded;
+    log.record_planned_attempt(&s3_1, replanned)
+        .await
+        .expect("record");
+    assert_eq!(
+        log.attempts_for_event(&event).await.unwrap(),
+        [s1_1, s1_2, s2_1, s3_1.clone()]
+    );
+    assert_eq!(
+        log.attempts_for_subscription(&s3, 10).await.unwrap(),
+        [s3_1]
+    );
 }
 
 pub async fn attempt_rerecord_is_idempotent(b: &Backend) {

@@ -28,6 +28,23 @@ fn decide(latest: Option<&Attempt>, attempt: u32, start: u32, redelivered: bool)
 }
 
 #[test]
+fn an_attempt_long_after_its_plan_is_recorded_on_its_own() {
+    let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let after = |secs: i64| t + chrono::Duration::seconds(secs);
+    let cases = [
+        (None, after(0), None),
+        (Some(t), after(0), Some(t)),
+        (Some(t), after(60), Some(t)),
+        (Some(t), after(61), None),
+        // The wall clock stepped back between the plan and the start.
+        (Some(t), after(-1), None),
+    ];
+    for (planned, started, want) in cases {
+        assert_eq!(as_planned(planned, started), want, "{planned:?} {started}");
+    }
+}
+
+#[test]
 fn first_attempts_and_retries() {
     assert_eq!(decide(None, 1, 1, false), "deliver");
     let failed = attempt(1, DeliveryState::Retrying);

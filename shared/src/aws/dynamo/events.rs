@@ -48,11 +48,26 @@ impl DynamoStore {
     /// Event items by id, in the order given, with only the `attributes` named (all when
     /// empty); ids that no longer exist (expired) are skipped.
     async fn batch_get(&self, ids: &[String], attributes: &[&str]) -> StoreResult<Vec<Item>> {
+        let keys = ids.iter().map(|id| key("id", id)).collect();
         let mut found: HashMap<String, Item> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(100) {
-            let keys: Vec<Item> = chunk.iter().map(|id| key("id", id)).collect();
+        for item in self.batch_get_items(&self.events, keys, attributes).await? {
+            found.insert(string_attr(&item, "id")?, item);
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    /// Items of `table` by key, strongly consistent, in no particular order, with only the
+    /// `attributes` named (all when empty); keys that no longer exist are skipped.
+    pub(super) async fn batch_get_items(
+        &self,
+        table: &str,
+        keys: Vec<Item>,
+        attributes: &[&str],
+    ) -> StoreResult<Vec<Item>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
             let mut request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
+                .set_keys(Some(chunk.to_vec()))
                 .consistent_read(true);
             if !attributes.is_empty() {
                 // Placeholders for every name, so none can clash with a reserved word.
@@ -71,22 +86,17 @@ impl DynamoStore {
                 let out = self
                     .client
                     .batch_get_item()
-                    .request_items(&self.events, request)
+                    .request_items(table, request)
                     .send()
                     .await
                     .map_err(|e| sdk_error("BatchGetItem", e))?;
                 let items = out
                     .responses
-                    .and_then(|mut r| r.remove(&self.events))
+                    .and_then(|mut r| r.remove(table))
                     .unwrap_or_default();
                 let progressed = !items.is_empty();
-                for item in items {
-                    found.insert(string_attr(&item, "id")?, item);
-                }
-                match out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.events))
-                {
+                found.extend(items);
+                match out.unprocessed_keys.and_then(|mut u| u.remove(table)) {
                     Some(rest) if !rest.keys.is_empty() => {
                         if !progressed {
                             idle_rounds += 1;
@@ -103,7 +113,7 @@ impl DynamoStore {
                 }
             }
         }
-        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+        Ok(found)
     }
 
     /// Summaries of events by id, in the order given: the payload is not read, only the

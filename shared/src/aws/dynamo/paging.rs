@@ -1,5 +1,5 @@
 //! The ascending, bounded pages bulk recovery and replay walk through: a subscription's attempts
-//! on the subscription's `by-subscription` shards (`started_sk BETWEEN`, merged), and events on `by-source` or the `by-time`
+//! in the subscription's partitions of the attempts table (`sk BETWEEN`, merged), and events on `by-source` or the `by-time`
 //! partitions (`id BETWEEN`, merged). Both return a page's worth of keys per call, never the
 //! whole range.
 
@@ -7,9 +7,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::names::*;
-use super::{from_item, sortable_time, started_sk, DynamoStore, Item};
-use crate::domain::EventSummary;
-use crate::ports::{AttemptPage, EventRange, StoreError, StoreResult};
+use super::{attempt_sk, from_item, sortable_time, DynamoStore, Item};
+use crate::domain::{Attempt, EventSummary};
+use crate::ports::{AttemptPage, EventRange, StoreError, StoreResult, PLANNED_START_MAX_LAG};
 
 impl DynamoStore {
     pub(super) async fn attempts_page(
@@ -22,19 +22,23 @@ impl DynamoStore {
     ) -> StoreResult<AttemptPage> {
         let limit = limit.clamp(1, 1000);
         let after = cursor.map(decode_cursor).transpose()?;
-        // `started_sk` is `{time}#{event}#{attempt}`: `$` sorts after `#`, so the upper bound
-        // takes every attempt started at `until` itself. BETWEEN is inclusive: the cursor's own
+        // An attempt's sort key is `{time}#{event}#{attempt}`, the time its start or, for a
+        // fan-out, its plan, at most `PLANNED_START_MAX_LAG` earlier: the range is read from that
+        // much before `since` and cut by `started_at` below. `$` sorts after `#`, so the upper
+        // bound takes every attempt at `until` itself. BETWEEN is inclusive: the cursor's own
         // attempt comes back and is dropped, so each shard is asked for one more than a page.
-        let since = sortable_time(since);
+        let earliest =
+            since - chrono::Duration::from_std(PLANNED_START_MAX_LAG).unwrap_or_default();
+        let earliest = sortable_time(earliest);
         let lo = match &after {
-            Some(after) if *after > since => after.clone(),
-            _ => since,
+            Some(after) if *after > earliest => after.clone(),
+            _ => earliest,
         };
         let hi = format!("{}$", sortable_time(until));
         let shards = (0..self.index_shards).map(|k| {
             let query = self
                 .subscription_shard(subscription_id, k, "#p = :p AND #sk BETWEEN :lo AND :hi")
-                .expression_attribute_names("#sk", STARTED_SK)
+                .expression_attribute_names("#sk", ATTEMPT_SK)
                 .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
                 .expression_attribute_values(":hi", AttributeValue::S(hi.clone()))
                 .scan_index_forward(true);
@@ -45,20 +49,21 @@ impl DynamoStore {
             .await?
             .into_iter()
             .flatten()
-            .map(|item| (started_sk(&item), item))
+            .map(|item| (attempt_sk(&item), item))
             .filter(|(sk, _)| after.as_ref().is_none_or(|after| sk > after))
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
         items.truncate(limit);
         // A shard holding more than a page leaves at least `limit` here, so a short page is the
-        // range's end.
+        // range's end (counted before the cut by start: a page may hold fewer, even none).
         let cursor = (items.len() == limit)
             .then(|| items.last().map(|(sk, _)| encode_cursor(sk)))
             .flatten();
-        let attempts = items
+        let mut attempts = items
             .into_iter()
-            .map(|(_, item)| from_item(item))
+            .map(|(_, item)| from_item::<Attempt>(item))
             .collect::<StoreResult<Vec<_>>>()?;
+        attempts.retain(|a| since <= a.started_at && a.started_at <= until);
         Ok(AttemptPage { attempts, cursor })
     }
 
@@ -102,9 +107,9 @@ impl DynamoStore {
     }
 }
 
-/// The page cursor: the last `started_sk` returned, as an opaque string.
-fn encode_cursor(started_sk: &str) -> String {
-    serde_json::json!({ "after": started_sk }).to_string()
+/// The page cursor: the last `attempt_sk` returned, as an opaque string.
+fn encode_cursor(attempt_sk: &str) -> String {
+    serde_json::json!({ "after": attempt_sk }).to_string()
 }
 
 fn decode_cursor(cursor: &str) -> StoreResult<String> {
