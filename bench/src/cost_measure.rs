@@ -21,9 +21,9 @@ use crate::procs::Server;
 use crate::{f2, table, Common};
 
 /// Warm durations (ms, p50) used when `cost` runs without `coldstart`: the last release
-/// measurement in bench/README.md (x86_64, against moto).
-pub const RECEIVER_WARM_MS: f64 = 33.52;
-pub const DISPATCHER_WARM_MS: f64 = 12.32;
+/// measurement in bench/README.md (x86_64, against moto; the median of three runs).
+pub const RECEIVER_WARM_MS: f64 = 12.69;
+pub const DISPATCHER_WARM_MS: f64 = 13.90;
 
 struct Row {
     body_bytes: usize,

@@ -196,7 +196,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
     if all || matches!(command, Command::Coldstart(_)) {
         let cold = coldstart::run(&common).await?;
-        summary.insert("cost".into(), cost::report(&cold));
+        summary.insert("cost".into(), cost::report(&cold)?);
         summary.insert("coldstart".into(), cold);
     }
     if let Command::Cost(args) = &command {

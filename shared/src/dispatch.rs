@@ -201,6 +201,7 @@ impl Dispatcher {
         let mut turns = HashMap::new();
         let mut ids: Vec<&str> = subscriptions.iter().map(|s| s.id.as_str()).collect();
         ids.sort_unstable();
+        ids.dedup();
         for id in ids {
             let turn = self.pair_turns.of(event_id, id).lock_owned().await;
             turns.insert(id.to_owned(), turn);

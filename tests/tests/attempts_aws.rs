@@ -141,6 +141,29 @@ async fn a_fan_out_cut_midway_runs_again_without_repeating_recorded_deliveries()
         .count();
     let attempt_items = items.iter().filter(|i| pk(i).starts_with("sub_")).count();
     assert_eq!((plans, attempt_items, items.len()), (2, 3, 5), "{items:?}");
+    // A plan outlives the attempts it names: they start at most a minute after it (here within
+    // milliseconds), so its TTL is a minute later than theirs and never leaves one unreachable.
+    let expiry = |item: &std::collections::HashMap<String, AttributeValue>| -> i64 {
+        item["expires_at"]
+            .as_n()
+            .expect("expires_at")
+            .parse()
+            .unwrap()
+    };
+    for attempt in items.iter().filter(|i| pk(i).starts_with("sub_")) {
+        let sk = attempt["sk"].as_s().expect("sk");
+        let at = sk.split('#').next().unwrap();
+        let plan = items
+            .iter()
+            .find(|i| i.get("at").and_then(|a| a.as_s().ok()).map(String::as_str) == Some(at))
+            .expect("the attempt's plan");
+        assert!(
+            expiry(plan) >= expiry(attempt) + 59,
+            "plan expires at {}, its attempt {sk} at {}",
+            expiry(plan),
+            expiry(attempt)
+        );
+    }
     let described = aws
         .dynamodb()
         .describe_table()

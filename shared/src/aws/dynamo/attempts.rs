@@ -18,7 +18,7 @@ use super::names::*;
 use super::{from_item, shard_key, sortable_time, stable_shard, to_item, DynamoStore, Item};
 use crate::aws::sdk_error;
 use crate::domain::Attempt;
-use crate::ports::{PlannedAttempt, StoreResult};
+use crate::ports::{PlannedAttempt, StoreResult, PLANNED_START_MAX_LAG};
 
 /// Partition key prefix of an event's plan records.
 const EVENT_PREFIX: &str = "e#";
@@ -110,7 +110,10 @@ impl DynamoStore {
             ATTEMPT_SK.into(),
             AttributeValue::S(format!("{PLAN_PREFIX}{at_sk}#{suffix}")),
         );
-        item.insert(EXPIRES_AT.into(), self.expires_at(at));
+        // Its attempts start up to the lag after `at` and expire from their start: the plan
+        // outlives them, so none is left unreachable by its event.
+        let lag = chrono::Duration::from_std(PLANNED_START_MAX_LAG).unwrap_or_default();
+        item.insert(EXPIRES_AT.into(), self.expires_at(at + lag));
         self.put_attempts_item(item).await
     }
 
