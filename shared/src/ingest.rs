@@ -9,7 +9,7 @@ use chrono::Utc;
 use http::{HeaderMap, Method};
 
 use crate::dedup::{dedup_key, DedupInput};
-use crate::domain::{new_id, Event};
+use crate::domain::Event;
 pub use crate::intake::StoreThenEnqueue;
 use crate::ports::{Backend, StoreError};
 use crate::verify::{HandshakeResponse, InboundRequest, VerifyError};
@@ -198,7 +198,7 @@ impl Ingestor {
             .or_else(|| header_str(&request.headers, "x-event-type"))
             .unwrap_or_else(|| "unknown".to_string());
         let dedup = source.dedup();
-        let id = new_id("evt");
+        let id = self.backend.intake.new_event_id();
         let dedup_key = dedup_key(
             &dedup.key,
             DedupInput {

@@ -29,6 +29,10 @@ impl StoreThenEnqueue {
 
 #[async_trait]
 impl Intake for StoreThenEnqueue {
+    fn new_event_id(&self) -> String {
+        self.events.new_event_id()
+    }
+
     async fn store_and_enqueue(
         &self,
         event: &Event,
@@ -73,6 +77,10 @@ impl SendThenStore {
 
 #[async_trait]
 impl Intake for SendThenStore {
+    fn new_event_id(&self) -> String {
+        self.events.new_event_id()
+    }
+
     async fn store_and_enqueue(
         &self,
         event: &Event,

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::decision::{Circuit, DisabledReason, HealthChange};
-use crate::domain::{new_id, Event};
+use crate::domain::Event;
 use crate::ports::Intake;
 
 /// The built-in source of operational events. Reserved: no stored source may take this id, and
@@ -170,8 +170,7 @@ impl OperationalEvent {
     }
 
     /// The event as stored: source `hookhub`, JSON body, never deduplicated.
-    pub fn to_event(&self, occurred_at: DateTime<Utc>) -> Event {
-        let id = new_id("evt");
+    pub fn to_event(&self, id: String, occurred_at: DateTime<Utc>) -> Event {
         Event {
             dedup_key: format!("once:{id}"),
             id,
@@ -253,7 +252,7 @@ pub fn emits_exhausted(event: &Event) -> bool {
 /// bookkeeping about something that already happened (a delivery logged, a subscription
 /// updated), which must not fail because of it. Returns the stored event's id.
 pub async fn emit(intake: &dyn Intake, event: &OperationalEvent) -> Option<String> {
-    let stored = event.to_event(Utc::now());
+    let stored = event.to_event(intake.new_event_id(), Utc::now());
     let subscription_id = event.subscription_id().unwrap_or_default();
     // Never deduplicated (`once:` key): the window does not matter.
     match intake.store_and_enqueue(&stored, Duration::ZERO).await {

@@ -42,7 +42,7 @@ pub fn is_polling(call: &Call) -> bool {
     ) || call.index() == Some("unenqueued")
 }
 
-/// `PutItem events`, `Query events/by-time`: the operation and the table without `prefix`.
+/// `PutItem events`, `Query events/by-source`: the operation and the table without `prefix`.
 pub fn label(call: &Call, prefix: &str) -> String {
     let table = call.table();
     let table = table.strip_prefix(prefix).unwrap_or(&table);

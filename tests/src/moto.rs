@@ -220,3 +220,53 @@ pub async fn aws_backend() -> Backend {
         .await
         .unwrap_or_else(|e| panic!("AWS backend on moto: {e}"))
 }
+
+/// An item of the events table by id, read consistently under the layout's key
+/// ([`Aws::events_table_key`]): what the code wrote, keys and all.
+pub async fn events_item(
+    aws: &Aws,
+    id: &str,
+) -> Option<std::collections::HashMap<String, hookhub::aws::aws_sdk_dynamodb::types::AttributeValue>>
+{
+    aws.dynamodb()
+        .get_item()
+        .table_name(&aws.settings().events_table)
+        .set_key(Some(aws.events_table_key(id)))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+}
+
+/// Creates `table` (on demand) keyed by `hash` and `range`, all strings: a table of another
+/// layout than the one `ensure_resources` would make, for the tests that it is refused.
+pub async fn create_table_keyed(aws: &Aws, table: &str, hash: &str, range: Option<&str>) {
+    use hookhub::aws::aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let mut request = aws
+        .dynamodb()
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in [(Some(hash), KeyType::Hash), (range, KeyType::Range)] {
+        let Some(name) = name else { continue };
+        request = request
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build()
+                    .expect("key schema"),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attribute"),
+            );
+    }
+    request.send().await.expect("CreateTable");
+}

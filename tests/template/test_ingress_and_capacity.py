@@ -49,7 +49,6 @@ SCALED = {
     "Subscriptions": "table/${SubscriptionsTable}",
     "Events": "table/${EventsTable}",
     "EventsBySource": "table/${EventsTable}/index/by-source",
-    "EventsByTime": "table/${EventsTable}/index/by-time",
     "EventsUnenqueued": "table/${EventsTable}/index/unenqueued",
     "Attempts": "table/${AttemptsTable}",
 }

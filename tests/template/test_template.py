@@ -63,8 +63,8 @@ def unconditional(*actions: str) -> dict[str, None]:
     return dict.fromkeys(actions)
 
 
-# mark_enqueued: SET enqueued REMOVE pending, on key id, if attribute_exists(source_id).
-MARK_ENQUEUED = updating_only("id", "enqueued", "pending", "source_id")
+# mark_enqueued: SET enqueued REMOVE pending, on key (pk, id), if attribute_exists(source_id).
+MARK_ENQUEUED = updating_only("pk", "id", "enqueued", "pending", "source_id")
 # disable_subscription: SET enabled, disabled_reason, updated_at, on key id, if attribute_exists(id);
 # record_outcome / claim_probe: SET health and those three, if updated_at and health are as read.
 DISABLE_SUBSCRIPTION = updating_only("id", "enabled", "disabled_reason", "updated_at", "health")
@@ -100,13 +100,14 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
                 "dynamodb:BatchGetItem",
                 "dynamodb:PutItem",
                 "dynamodb:DeleteItem",
+                "dynamodb:Query",
             ),
             "dynamodb:UpdateItem": MARK_ENQUEUED,
         },
         "EventsTable/index/unenqueued": unconditional("dynamodb:Query"),
-        # bulk replay pages: events_page by id range (one source, or all)
+        # bulk replay pages: events_page by id range (one source's index, or all sources from
+        # the table's own shards: Query on the table, below)
         "EventsTable/index/by-source": unconditional("dynamodb:Query"),
-        "EventsTable/index/by-time": unconditional("dynamodb:Query"),
         # list_subscriptions, get_subscription, disable_subscription (410 Gone), health updates
         "SubscriptionsTable": {
             **unconditional("dynamodb:Scan", "dynamodb:GetItem"),
@@ -136,15 +137,17 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
         "SubscriptionsTable": unconditional(
             "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"
         ),
-        # get_event, list_events (ids from an index, then BatchGetItem of the summary
+        # get_event, list_events (all sources: Query of the table's shards, summary attributes
+        # projected; one source: keys from by-source, then BatchGetItem of the summary
         # attributes); operational events of PATCH
         # enabled: insert_event (PutItem; never deduplicated, so no marker) and mark_enqueued
         "EventsTable": {
-            **unconditional("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"),
+            **unconditional(
+                "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:Query"
+            ),
             "dynamodb:UpdateItem": MARK_ENQUEUED,
         },
         "EventsTable/index/by-source": unconditional("dynamodb:Query"),
-        "EventsTable/index/by-time": unconditional("dynamodb:Query"),
         # attempts_for_event (Query, then BatchGetItem), attempts_for_subscription (Query)
         "AttemptsTable": unconditional("dynamodb:Query", "dynamodb:BatchGetItem"),
         # replay_event: send_batch of deliver tasks; operational events' dispatch task
@@ -288,6 +291,10 @@ def rust_update_items() -> dict[str, set[str]]:
         for call in re.findall(r"\.update_item\(\)(.*?)\.send\(\)", source, re.S):
             table = TABLE_FIELDS[re.search(r"\.table_name\(&?([\w.]+)\)", call).group(1)]
             names = set(re.findall(r'set_key\(Some\(key\("(\w+)"', call))
+            if re.search(r"set_key\(Some\(self\.event_key\(", call):
+                # The events table's whole key (pk, id), built by `event_key`.
+                spec = setup_rs_tables()[table]
+                names |= {spec["hash"], spec["range"]} - {None}
             for kind in ("update_expression", "condition_expression"):
                 for expression in re.findall(kind + r'\(\s*(?:format!\()?"([^"]*)"', call):
                     expression = re.sub(r"\{(\w+)\}", lambda m: constants[m.group(1)], expression)
@@ -350,7 +357,8 @@ def setup_rs_tables() -> dict[str, dict]:
         "AttemptsTable": spec(blocks["attempts"]),
     }
     # Guard the parser itself: what docs/aws-layout.md describes.
-    assert set(tables["EventsTable"]["indexes"]) == {"by-source", "by-time", "unenqueued"}, tables
+    assert set(tables["EventsTable"]["indexes"]) == {"by-source", "unenqueued"}, tables
+    assert (tables["EventsTable"]["hash"], tables["EventsTable"]["range"]) == ("pk", "id"), tables
     assert set(tables["AttemptsTable"]["indexes"]) == set(), tables
     assert (tables["AttemptsTable"]["hash"], tables["AttemptsTable"]["range"]) == ("pk", "sk"), tables
     return tables
@@ -394,7 +402,7 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual(
             in_code,
             {
-                "EventsTable": {"id", "enqueued", "pending", "source_id"},
+                "EventsTable": {"pk", "id", "enqueued", "pending", "source_id"},
                 "SubscriptionsTable": {"id", "enabled", "disabled_reason", "updated_at", "health"},
             },
         )
@@ -413,7 +421,8 @@ class TemplateTest(unittest.TestCase):
         their own key prefix (rate.rs); the only DeleteItem on events is the insert's delete of
         a duplicate's own copy: still pending, or (sent first) a copy of the same dedup key."""
         rate = (ROOT / "shared/src/aws/dynamo/rate.rs").read_text()
-        self.assertIn(f'format!("{RATE_ITEM_PREFIX}{{subscription_id}}")', rate)
+        self.assertIn(f'const RATE_PREFIX: &str = "{RATE_ITEM_PREFIX}";', rate)
+        self.assertIn('format!("{RATE_PREFIX}{subscription_id}")', rate)
         for path in sorted((ROOT / "shared/src/aws").rglob("*.rs")):
             source = path.read_text()
             for call in re.findall(r"\.put_item\(\)(.*?)\.send\(\)", source, re.S):

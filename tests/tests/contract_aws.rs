@@ -82,6 +82,13 @@ mod aws_specific {
             .expect("item exists")
     }
 
+    /// An item of the events table by id, under the layout's key.
+    async fn raw_event_item(aws: &Aws, id: &str) -> Item {
+        hookhub_tests::moto::events_item(aws, id)
+            .await
+            .expect("item exists")
+    }
+
     /// The first page of a source's events.
     async fn listed(store: &impl EventStore, source: &str) -> Vec<EventSummary> {
         store
@@ -288,36 +295,15 @@ mod aws_specific {
     /// is refused at start with both keys named, rather than failing every write later.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_table_of_another_layout_is_refused() {
-        use hookhub::aws::aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
         let settings = AwsSettings::with_prefix(&hookhub_tests::moto::unique_prefix());
         let aws = Aws::new(&hookhub_tests::moto::sdk_config().await, settings.clone());
-        let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .unwrap()
-        };
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        aws.dynamodb()
-            .create_table()
-            .table_name(&settings.attempts_table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("event_id", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
-            .attribute_definitions(attribute("event_id"))
-            .attribute_definitions(attribute("sk"))
-            .send()
-            .await
-            .expect("CreateTable");
+        hookhub_tests::moto::create_table_keyed(
+            &aws,
+            &settings.attempts_table,
+            "event_id",
+            Some("sk"),
+        )
+        .await;
         let error = aws
             .ensure_resources()
             .await
@@ -357,7 +343,7 @@ mod aws_specific {
             store.insert_event(&event, HOUR).await.unwrap(),
             InsertOutcome::Inserted
         );
-        let item = raw_item(&aws, &settings.events_table, &[("id", &event.id)]).await;
+        let item = raw_event_item(&aws, &event.id).await;
         let retention = 30 * 86_400;
         assert_eq!(
             number(&item, "expires_at"),
@@ -376,7 +362,7 @@ mod aws_specific {
             "in the sweep index until enqueued"
         );
         store.mark_enqueued(&event.id).await.unwrap();
-        let item = raw_item(&aws, &settings.events_table, &[("id", &event.id)]).await;
+        let item = raw_event_item(&aws, &event.id).await;
         assert!(
             !item.contains_key("pending"),
             "out of the sweep index once enqueued"
@@ -391,7 +377,7 @@ mod aws_specific {
             "marking a missing event is NotFound"
         );
 
-        let marker = raw_item(&aws, &settings.events_table, &[("id", "dedup#ttl#k1")]).await;
+        let marker = raw_event_item(&aws, "dedup#ttl#k1").await;
         assert!(
             number(&marker, "expires_at") >= event.received_at.timestamp() + 3600,
             "the dedup marker expires after its window"
@@ -434,7 +420,7 @@ mod aws_specific {
             .dynamodb()
             .put_item()
             .table_name(&events_table)
-            .item("id", AttributeValue::S("dedup#gh#delivery-42".into()))
+            .set_item(Some(aws.events_table_key("dedup#gh#delivery-42")))
             .condition_expression("attribute_not_exists(id)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -511,7 +497,6 @@ mod aws_specific {
     async fn listing_sizes_events_from_the_stored_size() {
         let aws = fresh_aws().await;
         let store = aws.store();
-        let events_table = &aws.settings().events_table;
         let mut small = sample_event("gh", "small");
         small.body = bytes::Bytes::from(vec![b'x'; 1000]);
         let mut large = sample_event("gh", "large");
@@ -519,7 +504,7 @@ mod aws_specific {
         for event in [&small, &large] {
             store.insert_event(event, HOUR).await.unwrap();
         }
-        let item = raw_item(&aws, events_table, &[("id", &small.id)]).await;
+        let item = raw_event_item(&aws, &small.id).await;
         assert_eq!(number(&item, "bs"), 1000);
         let listed = listed(&store, "gh").await;
         // Ids made in the same millisecond may sort either way: expect the id order.

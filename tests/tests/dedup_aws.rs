@@ -19,22 +19,14 @@ const HOUR: Duration = Duration::from_secs(3600);
 type Item = HashMap<String, AttributeValue>;
 
 async fn raw_get(aws: &Aws, id: &str) -> Option<Item> {
-    aws.dynamodb()
-        .get_item()
-        .table_name(&aws.settings().events_table)
-        .key("id", AttributeValue::S(id.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("GetItem")
-        .item
+    hookhub_tests::moto::events_item(aws, id).await
 }
 
 async fn raw_delete(aws: &Aws, id: &str) {
     aws.dynamodb()
         .delete_item()
         .table_name(&aws.settings().events_table)
-        .key("id", AttributeValue::S(id.to_owned()))
+        .set_key(Some(aws.events_table_key(id)))
         .send()
         .await
         .expect("DeleteItem");
@@ -45,7 +37,7 @@ async fn raw_set_dedup_key(aws: &Aws, id: &str, dedup_key: &str) {
     aws.dynamodb()
         .update_item()
         .table_name(&aws.settings().events_table)
-        .key("id", AttributeValue::S(id.to_owned()))
+        .set_key(Some(aws.events_table_key(id)))
         .update_expression("SET dk = :k")
         .expression_attribute_values(":k", AttributeValue::S(dedup_key.to_owned()))
         .send()
@@ -250,7 +242,7 @@ async fn damaged_payload_is_corrupt() {
     aws.dynamodb()
         .update_item()
         .table_name(&aws.settings().events_table)
-        .key("id", AttributeValue::S(event.id.clone()))
+        .set_key(Some(aws.events_table_key(&event.id)))
         .update_expression("SET p = :p")
         .expression_attribute_values(":p", AttributeValue::B(vec![0x78, 0x9c, 1, 2, 3].into()))
         .send()

@@ -12,7 +12,6 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use hookhub::aws::aws_config::retry::RetryConfig;
 use hookhub::aws::aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use hookhub::aws::aws_sdk_dynamodb::types::AttributeValue;
 use hookhub::aws::aws_sdk_sqs::types::QueueAttributeName;
 use hookhub::aws::{Aws, AwsSettings};
 use hookhub::ports::{AttemptLog, Backend, EventStore};
@@ -76,7 +75,7 @@ async fn the_sdk_retries_injected_throttling_a_bounded_number_of_times() {
         dynamodb
             .get_item()
             .table_name(&aws.settings().events_table)
-            .key("id", AttributeValue::S("evt_x".into()))
+            .set_key(Some(aws.events_table_key("evt_x")))
             .send(),
         sqs.send_message()
             .queue_url(&queue_url)

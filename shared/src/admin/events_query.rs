@@ -19,13 +19,14 @@ use crate::ports::{EventQuery, EventRange};
 pub const MAX_WAIT: Duration = Duration::from_secs(25);
 
 /// How often a waiting long poll reads the store again. On DynamoDB each read is one query per
-/// `by-time` shard (four), or one on `by-source` with `source`: at most ~100 small queries per
-/// 25 s wait, plus the Lambda's billed duration while it waits.
+/// events table shard (`HOOKHUB_LIST_SHARDS`), or per `by-source` shard with `source`: at most
+/// ~100 rounds of small queries per 25 s wait, plus the Lambda's billed duration while it waits.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Ascending pages stop this far behind now: an event's id (its receive time) is taken a few
-/// milliseconds before it is stored, and DynamoDB's indexes are updated shortly after the write,
-/// so an event younger than this could still appear *before* one already returned.
+/// milliseconds before it is stored, and DynamoDB's index and eventually consistent reads follow
+/// the write shortly after, so an event younger than this could still appear *before* one
+/// already returned.
 pub const SETTLE: Duration = Duration::from_millis(1000);
 
 /// Rows a single request reads at most while filtering by type (then it answers with what it

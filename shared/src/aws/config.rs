@@ -10,11 +10,13 @@ use crate::settings::parse;
 
 /// Default retention of events and attempts (their DynamoDB TTL).
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
-/// Default partitions of the events table's `by-time` and `unenqueued` indexes when
+/// Default partitions of the events table and its `unenqueued` index when
 /// `HOOKHUB_LIST_SHARDS` is unset: ~2,000 webhooks/s (local development; the template sets
 /// the deployed count, sized in `docs/aws-layout.md`).
 pub const DEFAULT_LIST_SHARDS: u32 = 4;
-/// Upper bound of `HOOKHUB_LIST_SHARDS`: listings query every shard.
+/// Upper bound of `HOOKHUB_LIST_SHARDS`: listings query every shard. Also the hash space of
+/// event shards: an id Hookhub mints has its hash modulo this below the count it was minted
+/// under, which is its shard under any larger count too.
 pub const MAX_LIST_SHARDS: u32 = 1024;
 /// Default partitions per source of `by-source` and per subscription of the attempts table when
 /// `HOOKHUB_INDEX_SHARDS` is unset: 2, so local runs and tests go through the merge of several
@@ -53,9 +55,9 @@ pub struct AwsSettings {
     pub dead_letter_queue: QueueRef,
     /// How long events and attempts are kept (DynamoDB TTL).
     pub retention: Duration,
-    /// Partitions of the `by-time` and `unenqueued` indexes. Persisted in every event item:
-    /// raise it freely, never lower it (events in the dropped shards would no longer be listed
-    /// or swept).
+    /// Partitions of the events table and its `unenqueued` index. An event's shard is part of
+    /// its key, fixed when its id is minted: raise the count freely, never lower it (events in
+    /// the dropped shards would no longer be listed or swept).
     pub list_shards: u32,
     /// Partitions per source of `by-source` and per subscription of the attempts table, so one
     /// busy source or subscriber is not one hot partition. Persisted in every attempt's key: raise

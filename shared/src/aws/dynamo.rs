@@ -34,10 +34,10 @@ pub(crate) mod names {
     pub const BY_SOURCE: &str = "by-source";
     /// Events: `{source_id}#{k}`, `k` a stable hash of the event id modulo the index shards.
     pub const SOURCE_SHARD: &str = "source_shard";
-    /// Events: GSI listing all events newest first, spread over a few partitions
-    /// (`list_shard`, `id`).
-    pub const BY_TIME: &str = "by-time";
-    pub const LIST_SHARD: &str = "list_shard";
+    /// Events table: partition key. An event's is its shard, `"0"`..`"{S-1}"` (`S` =
+    /// `HOOKHUB_LIST_SHARDS`, a stable hash of its id), so each shard is a time-ordered listing
+    /// of its events by `id`, the sort key; a dedup marker's or a rate slot's is its own id.
+    pub const EVENT_PK: &str = "pk";
     /// Events: sparse GSI holding only events not yet enqueued (`pending`, `received_sk`).
     pub const UNENQUEUED: &str = "unenqueued";
     pub const PENDING: &str = "pending";
@@ -58,6 +58,7 @@ mod event_item;
 mod events;
 mod health;
 mod insert;
+mod merge;
 mod paging;
 mod rate;
 
@@ -70,7 +71,7 @@ pub struct DynamoStore {
     events: String,
     attempts: String,
     retention: Duration,
-    /// Partitions of the `by-time` and `unenqueued` indexes (`HOOKHUB_LIST_SHARDS`).
+    /// Partitions of the events table and of its `unenqueued` index (`HOOKHUB_LIST_SHARDS`).
     list_shards: u32,
     /// Partitions per source of `by-source` and per subscription of the attempts table
     /// (`HOOKHUB_INDEX_SHARDS`).
@@ -493,6 +494,30 @@ fn attempt_sk(item: &Item) -> String {
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_default()
+}
+
+/// See [`crate::aws::Aws::events_table_key`].
+pub(super) fn events_table_key(id: &str, list_shards: u32) -> Item {
+    if id.starts_with(insert::DEDUP_PREFIX) || id.starts_with(rate::RATE_PREFIX) {
+        own_key(id)
+    } else {
+        HashMap::from([
+            (
+                EVENT_PK.to_string(),
+                AttributeValue::S(events::event_shard(id, list_shards)),
+            ),
+            ("id".to_string(), AttributeValue::S(id.to_string())),
+        ])
+    }
+}
+
+/// The key of an item of the events table that is not an event (a dedup marker, a rate slot):
+/// its id is its partition too.
+fn own_key(id: &str) -> Item {
+    HashMap::from([
+        (EVENT_PK.to_string(), AttributeValue::S(id.to_string())),
+        ("id".to_string(), AttributeValue::S(id.to_string())),
+    ])
 }
 
 fn key(name: &str, value: &str) -> Item {

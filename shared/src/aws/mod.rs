@@ -60,6 +60,16 @@ impl Aws {
         Ok(Self::new(&load_sdk_config().await, settings))
     }
 
+    /// The key of an item of the events table (`docs/aws-layout.md`): an event's partition is
+    /// its shard under the current `HOOKHUB_LIST_SHARDS`; a dedup marker's (`dedup#…`) or a rate
+    /// slot's (`rate#…`) is its own id. For tools and tests that read items directly.
+    pub fn events_table_key(
+        &self,
+        id: &str,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        dynamo::events_table_key(id, self.settings.list_shards)
+    }
+
     pub fn settings(&self) -> &AwsSettings {
         &self.settings
     }

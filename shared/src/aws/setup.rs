@@ -53,11 +53,10 @@ impl Aws {
         };
         let events = TableSpec {
             name: &s.events_table,
-            hash: "id",
-            range: None,
+            hash: EVENT_PK,
+            range: Some("id"),
             indexes: vec![
                 index(BY_SOURCE, SOURCE_SHARD, "id", ProjectionType::KeysOnly),
-                index(BY_TIME, LIST_SHARD, "id", ProjectionType::KeysOnly),
                 index(UNENQUEUED, PENDING, RECEIVED_SK, ProjectionType::KeysOnly),
             ],
             ttl: true,

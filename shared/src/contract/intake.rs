@@ -307,3 +307,54 @@ pub async fn intake_sent_first_stores_enqueues_and_deduplicates(b: &Backend) {
     );
     assert_eq!(dispatched.len(), 2, "no task twice: {dispatched:?}");
 }
+
+/// Ids minted by the intake and the event store are fresh `evt_<ULID>`s of now, all distinct,
+/// and events stored under them are found by id and listed (an adapter may choose its ids, as
+/// the DynamoDB one does for its shards, but never outside what it lists).
+pub async fn minted_event_ids_are_fresh_and_listed(b: &Backend) {
+    let before = chrono::Utc::now().timestamp_millis();
+    let ids: Vec<String> = (0..20)
+        .map(|i| {
+            if i % 2 == 0 {
+                b.intake.new_event_id()
+            } else {
+                b.events.new_event_id()
+            }
+        })
+        .collect();
+    let after = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        ids.len(),
+        "distinct"
+    );
+    for id in &ids {
+        let ulid: ulid::Ulid = id
+            .strip_prefix("evt_")
+            .and_then(|rest| rest.parse().ok())
+            .unwrap_or_else(|| panic!("{id} is not evt_<ULID>"));
+        let ms = i64::try_from(ulid.timestamp_ms()).expect("a time");
+        assert!((before..=after).contains(&ms), "{id}: time of now");
+        let event = Event {
+            id: id.clone(),
+            ..sample_event("minted", &format!("id:{id}"))
+        };
+        b.events.insert_event(&event, HOUR).await.expect("insert");
+        let found = b.events.get_event(id).await.expect("get_event");
+        assert_eq!(found.map(|e| e.id), Some(id.clone()), "found by id");
+    }
+    let listed = b
+        .events
+        .list_events(&crate::ports::EventQuery {
+            source_id: None,
+            before: None,
+            limit: 100,
+        })
+        .await
+        .expect("list_events");
+    let listed: BTreeSet<&String> = listed.iter().map(|e| &e.id).collect();
+    assert!(
+        ids.iter().all(|id| listed.contains(id)),
+        "every minted event listed"
+    );
+}

@@ -76,6 +76,7 @@ macro_rules! contract_tests {
             intake_completes_an_unenqueued_original,
             confirm_sent_finishes_the_store,
             intake_sent_first_stores_enqueues_and_deduplicates,
+            minted_event_ids_are_fresh_and_listed,
         );
     };
     (@each $make:expr; $($check:ident),+ $(,)?) => {

@@ -3,6 +3,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::*;
+use crate::domain::new_id;
 use crate::ports::{StoreError, StoreResult, Stored};
 
 fn at() -> DateTime<Utc> {
@@ -103,8 +104,8 @@ fn stored_as_a_hookhub_json_event_never_deduplicated() {
     let op = OperationalEvent::CircuitOpened {
         subscription_id: sub("sub_1"),
     };
-    let a = op.to_event(at());
-    let b = op.to_event(at());
+    let a = op.to_event(new_id("evt"), at());
+    let b = op.to_event(new_id("evt"), at());
     assert_eq!(a.source_id, "hookhub");
     assert_eq!(a.event_type, "subscription.circuit_opened");
     assert_eq!(a.content_type.as_deref(), Some("application/json"));
@@ -123,7 +124,7 @@ fn loop_rules() {
         event_id: "evt_1".into(),
         attempts: 3,
     }
-    .to_event(at());
+    .to_event(new_id("evt"), at());
     assert_eq!(excluded_subscription(&op).as_deref(), Some("sub_a"));
     assert!(!emits_exhausted(&op), "no report about a report");
 
@@ -132,7 +133,7 @@ fn loop_rules() {
         subscription_id: None,
         enqueued: 1,
     }
-    .to_event(at());
+    .to_event(new_id("evt"), at());
     assert_eq!(excluded_subscription(&replay_to_all), None);
 
     // An ordinary event naming a subscription in its body excludes nobody.

@@ -74,10 +74,10 @@ pub(super) fn event_item(
     if event.enqueued {
         item.insert(ENQUEUED.into(), AttributeValue::Bool(true));
     } else {
-        // Sharded like `by-time`: every new event passes through this index.
+        // Sharded like the table: every event stored before its task passes through this index.
         item.insert(PENDING.into(), AttributeValue::S(shard.clone()));
     }
-    item.insert(LIST_SHARD.into(), AttributeValue::S(shard));
+    item.insert(EVENT_PK.into(), AttributeValue::S(shard));
     item.insert(EXPIRES_AT.into(), expires_at);
     Ok(item)
 }

@@ -1,5 +1,6 @@
-//! The events table: conditional insert with dedup markers, listing through keys-only indexes
-//! and the sparse index of events not yet enqueued.
+//! The events table: conditional insert with dedup markers, listing from the table's own
+//! time-ordered shards or a source's keys-only index, and the sparse index of events not yet
+//! enqueued.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::event_item::{dedup_window, event_from_item, summary_from_item, SUMMARY_ATTRIBUTES};
 use super::insert::DEDUP_PREFIX;
 use super::names::*;
-use super::{key, sortable_time, string_attr, DynamoStore, Item};
+use super::{merge, sortable_time, string_attr, DynamoStore, Item};
 use crate::aws::sdk_error;
 use crate::domain::{Event, EventSummary};
 use crate::ports::{
@@ -20,40 +21,127 @@ use crate::ports::{
 };
 
 impl DynamoStore {
-    /// The index partitions holding a source's events (its `by-source` shards), or all events
-    /// (the `by-time` shards), as (key attribute, value).
-    pub(super) fn event_partitions(&self, source_id: Option<&str>) -> Vec<(&'static str, String)> {
-        match source_id {
-            Some(source_id) => (0..self.index_shards)
-                .map(|k| (SOURCE_SHARD, super::shard_key(source_id, k)))
-                .collect(),
-            None => (0..self.list_shards)
-                .map(|k| (LIST_SHARD, k.to_string()))
-                .collect(),
+    /// The key event `id` is written under.
+    pub(super) fn event_key(&self, id: &str) -> Item {
+        event_key(id, event_shard(id, self.list_shards))
+    }
+
+    /// The event item `id` (all attributes), read consistently: under its key, and for an id
+    /// whose own shard is not below the count, under that shard too (written by a process with
+    /// a larger count, during a deployment that raises it).
+    pub(super) async fn get_event_item(&self, id: &str) -> StoreResult<Option<Item>> {
+        // Longer than a sort key may be: no event has it (and DynamoDB would refuse the read).
+        if id.len() > MAX_SORT_KEY_BYTES {
+            return Ok(None);
+        }
+        for shard in shards_to_read(id, self.list_shards) {
+            if let Some(item) = self.get_item(&self.events, event_key(id, shard)).await? {
+                return Ok(Some(item));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A new event id whose shard is below the current count by its own hash (see
+    /// [`event_shard`]), so it keeps that shard whatever the count becomes.
+    pub(super) fn mint_event_id(&self) -> String {
+        loop {
+            let id = crate::domain::new_id("evt");
+            if shard_hash(&id) % SHARD_SPACE < self.list_shards {
+                return id;
+            }
         }
     }
 
-    /// Ids from a keys-only index query.
-    pub(super) async fn query_event_ids(
+    /// One query of a partition from `start` for at most `limit` items: a step of a lazy merge.
+    pub(super) async fn query_once(
         &self,
         query: QueryFluentBuilder,
+        start: Option<Item>,
         limit: usize,
-    ) -> StoreResult<Vec<String>> {
-        let items = self
-            .query(query.table_name(&self.events), Some(limit))
-            .await?;
-        items.iter().map(|item| string_attr(item, "id")).collect()
+    ) -> StoreResult<merge::Fetched> {
+        let out = query
+            .table_name(&self.events)
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
-    /// Event items by id, in the order given, with only the `attributes` named (all when
-    /// empty); ids that no longer exist (expired) are skipped.
-    async fn batch_get(&self, ids: &[String], attributes: &[&str]) -> StoreResult<Vec<Item>> {
-        let keys = ids.iter().map(|id| key("id", id)).collect();
-        let mut found: HashMap<String, Item> = HashMap::with_capacity(ids.len());
-        for item in self.batch_get_items(&self.events, keys, attributes).await? {
+    /// A query of the events table's shards (`source` `None`: summaries, projected) or of one
+    /// source's `by-source` partitions (keys only), with `condition` on `id` after the partition's.
+    pub(super) fn events_query(
+        &self,
+        source_id: Option<&str>,
+        partition: usize,
+        id_condition: &str,
+        forward: bool,
+    ) -> QueryFluentBuilder {
+        let query = self.client.query().scan_index_forward(forward);
+        match source_id {
+            Some(source_id) => query
+                .index_name(BY_SOURCE)
+                .key_condition_expression(format!("{SOURCE_SHARD} = :p{id_condition}"))
+                .expression_attribute_values(
+                    ":p",
+                    AttributeValue::S(super::shard_key(source_id, partition as u32)),
+                ),
+            None => {
+                let (projection, names) = projection(&SUMMARY_ATTRIBUTES);
+                query
+                    .key_condition_expression(format!("{EVENT_PK} = :p{id_condition}"))
+                    .expression_attribute_values(":p", AttributeValue::S(partition.to_string()))
+                    .projection_expression(projection)
+                    .set_expression_attribute_names(Some(names))
+            }
+        }
+    }
+
+    /// How many partitions [`Self::events_query`] has for `source_id`.
+    pub(super) fn event_partitions(&self, source_id: Option<&str>) -> usize {
+        match source_id {
+            Some(_) => self.index_shards as usize,
+            None => self.list_shards as usize,
+        }
+    }
+
+    /// Summaries of what a lazy merge of [`Self::events_query`] returned: projected already
+    /// from the table's shards, read by key for `by-source` entries.
+    pub(super) async fn summaries_of(
+        &self,
+        source_id: Option<&str>,
+        items: Vec<Item>,
+    ) -> StoreResult<Vec<EventSummary>> {
+        if source_id.is_none() {
+            return items.iter().map(summary_from_item).collect();
+        }
+        let keys = items
+            .iter()
+            .map(base_key)
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.batch_get(&keys, &SUMMARY_ATTRIBUTES)
+            .await?
+            .iter()
+            .map(summary_from_item)
+            .collect()
+    }
+
+    /// Event items by key, in the order given, with only the `attributes` named (all when
+    /// empty); keys that no longer exist (expired) are skipped.
+    async fn batch_get(&self, keys: &[Item], attributes: &[&str]) -> StoreResult<Vec<Item>> {
+        let mut found: HashMap<String, Item> = HashMap::with_capacity(keys.len());
+        for item in self
+            .batch_get_items(&self.events, keys.to_vec(), attributes)
+            .await?
+        {
             found.insert(string_attr(&item, "id")?, item);
         }
-        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+        keys.iter()
+            .map(|key| string_attr(key, "id"))
+            .collect::<StoreResult<Vec<_>>>()
+            .map(|ids| ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     /// Items of `table` by key, strongly consistent, in no particular order, with only the
@@ -115,23 +203,14 @@ impl DynamoStore {
         }
         Ok(found)
     }
-
-    /// Summaries of events by id, in the order given: the payload is not read, only the
-    /// stored body size.
-    pub(super) async fn batch_get_summaries(
-        &self,
-        ids: &[String],
-    ) -> StoreResult<Vec<EventSummary>> {
-        self.batch_get(ids, &SUMMARY_ATTRIBUTES)
-            .await?
-            .iter()
-            .map(summary_from_item)
-            .collect()
-    }
 }
 
 #[async_trait]
 impl EventStore for DynamoStore {
+    fn new_event_id(&self) -> String {
+        self.mint_event_id()
+    }
+
     async fn insert_event(
         &self,
         event: &Event,
@@ -148,54 +227,43 @@ impl EventStore for DynamoStore {
         if id.starts_with(DEDUP_PREFIX) {
             return Ok(None);
         }
-        self.get_item(&self.events, key("id", id))
+        self.get_event_item(id)
             .await?
             .map(|item| event_from_item(&item))
             .transpose()
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<EventSummary>> {
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let page = |partition: &str, value: String| {
-            let mut condition = format!("{partition} = :p");
-            let mut q = self
-                .client
-                .query()
-                .index_name(if partition == SOURCE_SHARD {
-                    BY_SOURCE
-                } else {
-                    BY_TIME
-                })
-                .scan_index_forward(false)
-                .expression_attribute_values(":p", AttributeValue::S(value));
-            if let Some(before) = &query.before {
-                condition.push_str(" AND id < :before");
-                q = q.expression_attribute_values(":before", AttributeValue::S(before.clone()));
-            }
-            q.key_condition_expression(condition)
+        let source = query.source_id.as_deref();
+        let before = query.before.clone();
+        let condition = if before.is_some() {
+            " AND id < :before"
+        } else {
+            ""
         };
-        // Newest of each partition (the source's shards, or all of `by-time`), merged.
-        let shards = self.event_partitions(query.source_id.as_deref());
-        let pages = shards
-            .into_iter()
-            .map(|(attribute, value)| self.query_event_ids(page(attribute, value), query.limit));
-        let mut ids: Vec<String> = futures::future::try_join_all(pages)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids.truncate(query.limit);
-        self.batch_get_summaries(&ids).await
+        // Newest first from each shard, merged lazily.
+        let items = merge::merged(
+            self.event_partitions(source),
+            query.limit,
+            "id",
+            true,
+            |partition, start, want| {
+                let mut q = self.events_query(source, partition, condition, false);
+                if let Some(before) = &before {
+                    q = q.expression_attribute_values(":before", AttributeValue::S(before.clone()));
+                }
+                self.query_once(q, start, want)
+            },
+        )
+        .await?;
+        self.summaries_of(source, items).await
     }
 
     async fn mark_enqueued(&self, id: &str) -> StoreResult<()> {
         self.client
             .update_item()
             .table_name(&self.events)
-            .set_key(Some(key("id", id)))
+            .set_key(Some(self.event_key(id)))
             // Leaving the sparse index is what takes the event off the sweep's list.
             .update_expression(format!("SET enqueued = :t REMOVE {PENDING}"))
             .condition_expression("attribute_exists(source_id)")
@@ -237,17 +305,17 @@ impl EventStore for DynamoStore {
             self.query(query, Some(limit))
         });
         // Oldest of each partition, merged.
-        let mut keys = futures::future::try_join_all(shards)
+        let mut found = futures::future::try_join_all(shards)
             .await?
             .iter()
             .flatten()
-            .map(|item| Ok((string_attr(item, RECEIVED_SK)?, string_attr(item, "id")?)))
+            .map(|item| Ok((string_attr(item, RECEIVED_SK)?, base_key(item)?)))
             .collect::<StoreResult<Vec<_>>>()?;
-        keys.sort_unstable();
-        keys.truncate(limit);
-        let ids: Vec<String> = keys.into_iter().map(|(_, id)| id).collect();
-        let mut events = Vec::with_capacity(ids.len());
-        for item in self.batch_get(&ids, &[]).await? {
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        found.truncate(limit);
+        let keys: Vec<Item> = found.into_iter().map(|(_, key)| key).collect();
+        let mut events = Vec::with_capacity(keys.len());
+        for item in self.batch_get(&keys, &[]).await? {
             let event = event_from_item(&item)?;
             // The index lags the table: events enqueued meanwhile are dropped. The others
             // finish their insert first (an interrupted one may be a duplicate to delete).
@@ -281,10 +349,70 @@ fn projection(attributes: &[&str]) -> (String, HashMap<String, String>) {
     (expression, names)
 }
 
-/// Stable (persisted) spread of events over the `by-time` and `unenqueued` partitions
-/// (`HOOKHUB_LIST_SHARDS`; one partition would cap ingestion at ~1,000 events/s).
-pub(super) fn list_shard(id: &str, shards: u32) -> String {
-    super::stable_shard(id, shards).to_string()
+/// The hash space of event shards: the largest count allowed.
+pub(super) const SHARD_SPACE: u32 = crate::aws::config::MAX_LIST_SHARDS;
+
+/// DynamoDB's limit on a sort key value, in bytes.
+const MAX_SORT_KEY_BYTES: usize = 1024;
+
+/// An event's shard among `shards`, `"0"`..`"{shards-1}"`: its hash modulo
+/// [`SHARD_SPACE`] when that is below `shards`, as for every id Hookhub mints
+/// ([`DynamoStore::mint_event_id`]), which therefore keeps its shard when the count is raised;
+/// otherwise (an id made elsewhere, e.g. by a test, or minted under a larger count by a process
+/// further along a deployment: [`shards_to_read`]) its hash modulo `shards`.
+pub(super) fn event_shard(id: &str, shards: u32) -> String {
+    let hash = shard_hash(id);
+    let shards = shards.max(1);
+    match hash % SHARD_SPACE {
+        own if own < shards => own,
+        _ => hash % shards,
+    }
+    .to_string()
+}
+
+/// The shards to read event `id` from, in order: its shard under `shards`, then, when its own
+/// shard (its hash modulo [`SHARD_SPACE`]) is not below `shards`, that one: where a process
+/// with a larger count (a deployment raising it, part way) wrote an id it minted.
+pub(super) fn shards_to_read(id: &str, shards: u32) -> Vec<String> {
+    let own = (shard_hash(id) % SHARD_SPACE).to_string();
+    let shard = event_shard(id, shards);
+    if shard == own {
+        vec![shard]
+    } else {
+        vec![shard, own]
+    }
+}
+
+/// A stable hash of an event id for its table shard: FNV-1a with a final avalanche (murmur3's
+/// `fmix32`), so that choosing ids by it leaves [`super::stable_shard`] (which spreads a
+/// source's index entries and a subscription's attempts by the same id) uniform.
+fn shard_hash(id: &str) -> u32 {
+    let mut hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash ^= hash >> 16;
+    hash = hash.wrapping_mul(0x85eb_ca6b);
+    hash ^= hash >> 13;
+    hash = hash.wrapping_mul(0xc2b2_ae35);
+    hash ^ (hash >> 16)
+}
+
+fn event_key(id: &str, shard: String) -> Item {
+    HashMap::from([
+        (EVENT_PK.to_string(), AttributeValue::S(shard)),
+        ("id".to_string(), AttributeValue::S(id.to_owned())),
+    ])
+}
+
+/// The table key of an item read from an index (keys-only projections carry it).
+fn base_key(item: &Item) -> StoreResult<Item> {
+    let attr = |name: &str| {
+        item.get(name)
+            .cloned()
+            .map(|v| (name.to_owned(), v))
+            .ok_or_else(|| StoreError::Corrupt(format!("index entry without {name}")))
+    };
+    Ok(HashMap::from([attr(EVENT_PK)?, attr("id")?]))
 }
 
 #[cfg(test)]
@@ -292,6 +420,118 @@ mod tests {
     use super::super::event_item::received_sk;
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_minted_id_keeps_its_shard_under_any_larger_count() {
+        for shards in [1u32, 4, 128, 1024] {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..200 {
+                let id = loop {
+                    let id = crate::domain::new_id("evt");
+                    if shard_hash(&id) % SHARD_SPACE < shards {
+                        break id;
+                    }
+                };
+                let shard = event_shard(&id, shards);
+                assert!(shard.parse::<u32>().unwrap() < shards, "{id}");
+                let mut larger = shards;
+                while larger <= SHARD_SPACE {
+                    assert_eq!(
+                        event_shard(&id, larger),
+                        shard,
+                        "{id}: {shards} -> {larger}"
+                    );
+                    larger *= 2;
+                }
+                seen.insert(shard);
+            }
+            if shards == 4 {
+                assert_eq!(seen.len(), 4, "spread over every shard");
+            }
+        }
+    }
+
+    #[test]
+    fn an_id_made_elsewhere_has_a_shard_below_the_count_too() {
+        // (id, shards, expected): fixed, as shards are persisted in keys.
+        let cases = [
+            ("evt_a", 1, "0"),
+            ("evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", 1, "0"),
+        ];
+        for (id, shards, expected) in cases {
+            assert_eq!(event_shard(id, shards), expected);
+        }
+        for id in ["evt_a", "", "evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", "dedup#x"] {
+            for shards in [2u32, 4, 128, 1024] {
+                let shard: u32 = event_shard(id, shards).parse().unwrap();
+                assert!(shard < shards, "{id} {shards}");
+                let own = shard_hash(id) % SHARD_SPACE;
+                if own < shards {
+                    assert_eq!(shard, own);
+                } else {
+                    assert_eq!(shard, shard_hash(id) % shards);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_id_is_read_from_its_shard_then_from_its_own() {
+        let id = "evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P";
+        let own = shard_hash(id) % SHARD_SPACE;
+        // Under a count above its own shard: that one only.
+        assert_eq!(shards_to_read(id, SHARD_SPACE), vec![own.to_string()]);
+        // Under a smaller one: the count's shard first, then its own.
+        let small = 4;
+        assert!(own >= small, "the case this id stands for");
+        assert_eq!(
+            shards_to_read(id, small),
+            vec![(shard_hash(id) % small).to_string(), own.to_string()]
+        );
+    }
+
+    /// Ids chosen by their shard hash still spread evenly by `stable_shard`, which places the
+    /// same ids' `by-source` entries and attempts: the two hashes are independent.
+    #[test]
+    fn choosing_ids_by_shard_leaves_the_index_spread_even() {
+        let chosen: Vec<String> = (0u128..)
+            .map(|i| {
+                format!(
+                    "evt_{}",
+                    ulid::Ulid::from_parts(1_764_547_200_000, i * 7919)
+                )
+            })
+            .filter(|id| shard_hash(id) % SHARD_SPACE < 4)
+            .take(4000)
+            .collect();
+        let mut buckets = [0u32; 64];
+        for id in &chosen {
+            buckets[super::super::stable_shard(id, 64) as usize] += 1;
+        }
+        // 62.5 each when even.
+        assert!(
+            buckets.iter().all(|&n| (31..=94).contains(&n)),
+            "{buckets:?}"
+        );
+    }
+
+    #[test]
+    fn the_shard_hash_is_stable() {
+        // Persisted in every event's key: a change would hide every stored event. Values from
+        // an independent implementation (Python) of FNV-1a 32 and murmur3's fmix32.
+        let cases = [
+            ("", 2_872_998_923_u32),
+            ("evt_a", 1_721_187_499),
+            ("evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", 1_027_111_406),
+        ];
+        for (id, expected) in cases {
+            assert_eq!(shard_hash(id), expected, "{id:?}");
+        }
+        let spread: std::collections::BTreeSet<u32> = (0..64)
+            .map(|i| shard_hash(&format!("evt_{i:026}")) % 8)
+            .collect();
+        assert_eq!(spread.len(), 8);
+    }
 
     #[test]
     fn sortable_times_sort_like_times() {

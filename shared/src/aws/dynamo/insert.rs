@@ -5,7 +5,6 @@
 //! pending, and the unenqueued sweep finishes it ([`DynamoStore::settle_pending`]).
 //! Layout and crash table: `docs/aws-layout.md`, "Insert and dedup".
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -16,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::event_item::{event_item, DEDUP_KEY};
 use super::names::*;
-use super::{epoch_seconds, key, string_attr, DynamoStore, Item};
+use super::{epoch_seconds, own_key, string_attr, DynamoStore, Item};
 use crate::aws::sdk_error;
 use crate::domain::Event;
 use crate::intake::RECEIVER_MAX;
@@ -26,6 +25,15 @@ use crate::ports::{Confirmed, EventStore, InsertOutcome, StoreError, StoreResult
 pub(super) const DEDUP_PREFIX: &str = "dedup#";
 /// Rounds of claim-then-reread before the sweep leaves an event for its next run.
 const CLAIM_ROUNDS: u32 = 3;
+
+/// Which copies of an event a delete may remove.
+#[derive(Debug, Clone, Copy)]
+enum Loser<'a> {
+    /// One stored before its task and never enqueued (`pending` still set).
+    Pending,
+    /// One sent first: a copy of this dedup key.
+    OfKey(&'a str),
+}
 
 /// Who holds a dedup marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +180,7 @@ impl DynamoStore {
             ..event.clone()
         };
         let age = |e: &Event| (Utc::now() - e.received_at).to_std().unwrap_or_default();
-        let get_event_item = || self.get_item(&self.events, key("id", &sent.id));
+        let get_event_item = || self.get_event_item(&sent.id);
         if !takes_marker(&sent) {
             // Nothing to deduplicate against: stored is enough, and storing it is safe until
             // its receiver is surely gone.
@@ -246,7 +254,7 @@ impl DynamoStore {
         window: Duration,
         marked: bool,
     ) -> StoreResult<()> {
-        let shard = super::events::list_shard(&event.id, self.list_shards);
+        let shard = super::events::event_shard(&event.id, self.list_shards);
         let mut item = event_item(
             event,
             marked.then_some(window),
@@ -273,23 +281,33 @@ impl DynamoStore {
         }
         // Only a copy of this very key: an id can never hold anything else, but the condition
         // says so to the reader (and to the template test) as `pending` does for the other way.
-        let result = self
+        // Not there (never stored, or deleted already): nothing to do.
+        self.delete_copy(&event.id, Loser::OfKey(&event.dedup_key))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a duplicate's own copy `id` if it is still `copy`; says whether it did (not
+    /// there, never stored or deleted already, or no longer such a copy: nothing to do).
+    async fn delete_copy(&self, id: &str, copy: Loser<'_>) -> StoreResult<bool> {
+        let request = self
             .client
             .delete_item()
             .table_name(&self.events)
-            .set_key(Some(key("id", &event.id)))
-            .condition_expression(format!("{DEDUP_KEY} = :dk"))
-            .expression_attribute_values(":dk", AttributeValue::S(event.dedup_key.clone()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Not there (never stored, or deleted already): nothing to do.
+            .set_key(Some(self.event_key(id)));
+        let request = match copy {
+            Loser::Pending => request.condition_expression(format!("attribute_exists({PENDING})")),
+            Loser::OfKey(dedup_key) => request
+                .condition_expression(format!("{DEDUP_KEY} = :dk"))
+                .expression_attribute_values(":dk", AttributeValue::S(dedup_key.to_owned())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
             {
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(sdk_error("DeleteItem", e)),
         }
@@ -332,8 +350,8 @@ impl DynamoStore {
         let marker_id = dedup_id(&event.source_id, &event.dedup_key);
         let received_ns = nanos(event.received_at);
         let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
-        let marker = HashMap::from([
-            ("id".to_string(), AttributeValue::S(marker_id.clone())),
+        let mut marker = own_key(&marker_id);
+        marker.extend([
             ("event_id".to_string(), AttributeValue::S(event.id.clone())),
             (
                 "received_ns".to_string(),
@@ -383,7 +401,7 @@ impl DynamoStore {
 
     /// The marker's owner, read consistently; `None` when there is none.
     async fn marker(&self, marker_id: &str) -> StoreResult<Option<MarkerOwner>> {
-        self.get_item(&self.events, key("id", marker_id))
+        self.get_item(&self.events, own_key(marker_id))
             .await?
             .map(|item| marker_owner(&item))
             .transpose()
@@ -391,24 +409,7 @@ impl DynamoStore {
 
     /// Deletes an event that was never enqueued (`pending` still set); says whether it did.
     async fn delete_pending(&self, id: &str) -> StoreResult<bool> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.events)
-            .set_key(Some(key("id", id)))
-            .condition_expression(format!("attribute_exists({PENDING})"))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("DeleteItem", e)),
-        }
+        self.delete_copy(id, Loser::Pending).await
     }
 
     /// Finishes the insert protocol for a pending event the sweep found: whether it is to be

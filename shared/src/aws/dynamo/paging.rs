@@ -1,13 +1,13 @@
 //! The ascending, bounded pages bulk recovery and replay walk through: a subscription's attempts
-//! in the subscription's partitions of the attempts table (`sk BETWEEN`, merged), and events on `by-source` or the `by-time`
-//! partitions (`id BETWEEN`, merged). Both return a page's worth of keys per call, never the
+//! in the subscription's partitions of the attempts table (`sk BETWEEN`, merged), and events in
+//! the events table's shards or a source's `by-source` partitions (`id BETWEEN`, merged lazily). Both return a page's worth of keys per call, never the
 //! whole range.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::names::*;
-use super::{attempt_sk, from_item, sortable_time, DynamoStore, Item};
+use super::{attempt_sk, from_item, merge, sortable_time, string_attr, DynamoStore, Item};
 use crate::domain::{Attempt, EventSummary};
 use crate::ports::{AttemptPage, EventRange, StoreError, StoreResult, PLANNED_START_MAX_LAG};
 
@@ -75,35 +75,28 @@ impl DynamoStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // BETWEEN is inclusive: one more than a page is asked for, and `after` itself dropped.
-        let page = |partition: &str, value: String| {
-            self.client
-                .query()
-                .index_name(if partition == SOURCE_SHARD {
-                    BY_SOURCE
-                } else {
-                    BY_TIME
-                })
-                .key_condition_expression(format!("{partition} = :p AND id BETWEEN :lo AND :hi"))
-                .expression_attribute_values(":p", AttributeValue::S(value))
-                .expression_attribute_values(":lo", AttributeValue::S(range.after.clone()))
-                .expression_attribute_values(":hi", AttributeValue::S(range.through.clone()))
-                .scan_index_forward(true)
-        };
-        let pages = self
-            .event_partitions(range.source_id.as_deref())
+        // BETWEEN is inclusive: one more than a page is merged, and `after` itself dropped.
+        let source = range.source_id.as_deref();
+        let items = merge::merged(
+            self.event_partitions(source),
+            limit + 1,
+            "id",
+            false,
+            |partition, start, want| {
+                let q = self
+                    .events_query(source, partition, " AND id BETWEEN :lo AND :hi", true)
+                    .expression_attribute_values(":lo", AttributeValue::S(range.after.clone()))
+                    .expression_attribute_values(":hi", AttributeValue::S(range.through.clone()));
+                self.query_once(q, start, want)
+            },
+        )
+        .await?;
+        let mut items = items
             .into_iter()
-            .map(|(attribute, value)| self.query_event_ids(page(attribute, value), limit + 1));
-        // The oldest of each partition, merged: the first `limit` of them are the range's.
-        let mut ids: Vec<String> = futures::future::try_join_all(pages)
-            .await?
-            .into_iter()
-            .flatten()
-            .filter(|id| *id != range.after)
-            .collect();
-        ids.sort_unstable();
-        ids.truncate(limit);
-        self.batch_get_summaries(&ids).await
+            .filter(|item| string_attr(item, "id").map_or(true, |id| id != range.after))
+            .collect::<Vec<_>>();
+        items.truncate(limit);
+        self.summaries_of(source, items).await
     }
 }
 

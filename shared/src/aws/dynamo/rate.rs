@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::{epoch_seconds, key, DynamoStore, EXPIRES_AT};
+use super::{epoch_seconds, own_key, DynamoStore, EVENT_PK, EXPIRES_AT};
 use crate::aws::sdk_error;
 use crate::decision::rate::{interval, reserve, Slot};
 use crate::ports::{StoreError, StoreResult};
@@ -22,8 +22,11 @@ const CAS_TRIES: u32 = 16;
 /// How long the item outlives its time: once that has passed it means the same as no item.
 const KEEP_AFTER_TAT: Duration = Duration::from_secs(3600);
 
+/// Rate slots live in the events table under this key prefix.
+pub(super) const RATE_PREFIX: &str = "rate#";
+
 fn rate_key(subscription_id: &str) -> String {
-    format!("rate#{subscription_id}")
+    format!("{RATE_PREFIX}{subscription_id}")
 }
 
 impl DynamoStore {
@@ -36,7 +39,7 @@ impl DynamoStore {
     ) -> StoreResult<Slot> {
         let id = rate_key(subscription_id);
         for _ in 0..CAS_TRIES {
-            let stored = self.get_item(&self.events, key("id", &id)).await?;
+            let stored = self.get_item(&self.events, own_key(&id)).await?;
             let old = match stored.as_ref().and_then(|item| item.get(TAT_NS)) {
                 Some(AttributeValue::N(n)) => Some(n.parse::<i64>().map_err(|_| {
                     StoreError::Corrupt(format!("{id}: {TAT_NS} is not an integer"))
@@ -53,13 +56,14 @@ impl DynamoStore {
             let Some(tat) = reservation.tat else {
                 return Ok(reservation.slot);
             };
-            // The whole (tiny) item is ours, so it is put rather than updated; the IAM grant
-            // lets the dispatcher put only keys starting with `rate#`. Written only over the
-            // state it was computed from.
+            // The whole (tiny) item is ours, so it is put rather than updated (the template
+            // test checks that puts on events come only from the insert and from here, under
+            // `rate#` keys). Written only over the state it was computed from.
             let mut put = self
                 .client
                 .put_item()
                 .table_name(&self.events)
+                .item(EVENT_PK, AttributeValue::S(id.clone()))
                 .item("id", AttributeValue::S(id.clone()))
                 .item(
                     TAT_NS,
