@@ -104,6 +104,9 @@ impl SubscriptionStore for NullBackend {
 
 #[async_trait]
 impl EventStore for NullBackend {
+    fn new_event_id(&self) -> String {
+        hookhub::domain::new_id("evt")
+    }
     async fn insert_event(&self, _: &Event, _: Duration) -> StoreResult<InsertOutcome> {
         Ok(InsertOutcome::Inserted)
     }

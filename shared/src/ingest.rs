@@ -247,11 +247,20 @@ impl Ingestor {
 pub async fn sweep_unenqueued(backend: &Backend, grace: Duration) -> Result<usize, StoreError> {
     let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
     let stragglers = backend.events.list_unenqueued(cutoff, 100).await?;
+    let mut enqueued = 0;
     for event in &stragglers {
         tracing::warn!(event_id = %event.id, "enqueueing an event left unenqueued");
-        crate::intake::enqueue_dispatch(&*backend.events, &*backend.queue, event).await?;
+        match crate::intake::enqueue_dispatch(&*backend.events, &*backend.queue, event).await {
+            Ok(_) => enqueued += 1,
+            // Gone between the listing and its mark (expired, or a duplicate's copy deleted):
+            // the others are still swept.
+            Err(StoreError::NotFound(what)) => {
+                tracing::warn!(event_id = %event.id, what, "an unenqueued event vanished");
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(stragglers.len())
+    Ok(enqueued)
 }
 
 fn json_type(json: Option<&serde_json::Value>) -> Option<String> {

@@ -141,10 +141,10 @@ pub struct EventQuery {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// A new event id (`evt_<ULID>`, its time now). Adapters may choose among fresh ids, as the
-    /// DynamoDB one does to keep an event in the same shard whatever the shard count becomes.
-    fn new_event_id(&self) -> String {
-        crate::domain::new_id("evt")
-    }
+    /// DynamoDB one does to keep an event in the same shard whatever the shard count becomes:
+    /// every event an adapter stores is meant to have an id it minted (no default, so that a
+    /// new adapter or wrapper decides).
+    fn new_event_id(&self) -> String;
     /// Stores the event unless one with the same source and dedup key was stored less than
     /// `dedup_window` before `event.received_at`; in that case returns the original untouched.
     async fn insert_event(
@@ -330,9 +330,7 @@ pub trait TaskQueue: Send + Sync {
 #[async_trait]
 pub trait Intake: Send + Sync {
     /// A new id for an event this intake will store ([`EventStore::new_event_id`]).
-    fn new_event_id(&self) -> String {
-        crate::domain::new_id("evt")
-    }
+    fn new_event_id(&self) -> String;
     /// Stores `event` unless it duplicates one stored within `dedup_window`, and makes sure the
     /// stored event's dispatch task is on the queue: a duplicate whose original never got
     /// enqueued (an earlier failure) is enqueued now, which is how a provider's retry after a 503

@@ -106,6 +106,9 @@ struct FaultyEvents {
 
 #[async_trait]
 impl EventStore for FaultyEvents {
+    fn new_event_id(&self) -> String {
+        self.inner.new_event_id()
+    }
     async fn insert_event(&self, event: &Event, window: Duration) -> StoreResult<InsertOutcome> {
         down(&self.faults.event_insert_down, "event table")?;
         self.inner.insert_event(event, window).await

@@ -291,8 +291,8 @@ def rust_update_items() -> dict[str, set[str]]:
         for call in re.findall(r"\.update_item\(\)(.*?)\.send\(\)", source, re.S):
             table = TABLE_FIELDS[re.search(r"\.table_name\(&?([\w.]+)\)", call).group(1)]
             names = set(re.findall(r'set_key\(Some\(key\("(\w+)"', call))
-            if re.search(r"set_key\(Some\(self\.event_key\(", call):
-                # The events table's whole key (pk, id), built by `event_key`.
+            if re.search(r"set_key\(Some\(key\)\)", call):
+                # A whole key built by a helper (the events table's (pk, id), `event_keys`).
                 spec = setup_rs_tables()[table]
                 names |= {spec["hash"], spec["range"]} - {None}
             for kind in ("update_expression", "condition_expression"):

@@ -90,6 +90,10 @@ async fn signed_delivery_to_two_sinks_with_attempts_in_dynamodb() {
 
     let body = r#"{"type":"order.paid","amount":4200}"#;
     let event_id = post(&server, "msg_aws_1", body).await;
+    assert!(
+        aws.is_minted_event_id(&event_id),
+        "the receiver mints ids into the table's shards: {event_id}"
+    );
     // The provider retries the same message: acknowledged with the same id, not delivered again.
     assert_eq!(post(&server, "msg_aws_1", body).await, event_id);
 

@@ -116,16 +116,12 @@ async fn events_written_under_fewer_shards_are_found_after_a_raise() {
             .expect("insert");
         events.push(event);
     }
-    let shard = |aws: &Aws, id: &str| -> u32 {
-        aws.events_table_key(id)["pk"]
-            .as_s()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert!(events[..24].iter().all(|e| shard(&before, &e.id) < 2));
     assert!(
-        events[24..].iter().any(|e| shard(&after, &e.id) >= 2),
+        events[..24].iter().all(|e| shard_of(&after, &e.id) < 2),
+        "minted under 2 shards, still in one of them under 16"
+    );
+    assert!(
+        events[24..].iter().any(|e| shard_of(&after, &e.id) >= 2),
         "new events use the added shards: the test means something"
     );
     // A process still on the smaller count (during a deployment) finds the new ones by id.
@@ -205,6 +201,28 @@ async fn events_written_under_fewer_shards_are_found_after_a_raise() {
 
 /// A duplicate under the raised count is answered with the original written under the smaller
 /// one, and its own copy is deleted.
+/// What the receiver and the operational events mint through (the backend's intake) and the
+/// event store itself both give ids in the table's shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_mints_ids_into_the_shards() {
+    let aws = aws_with_shards(&unique_prefix(), 4).await;
+    let backend = aws.backend().await.expect("backend");
+    for _ in 0..50 {
+        for id in [backend.intake.new_event_id(), backend.events.new_event_id()] {
+            assert!(aws.is_minted_event_id(&id), "{id}");
+            assert!(shard_of(&aws, &id) < 4, "{id}");
+        }
+    }
+}
+
+fn shard_of(aws: &Aws, id: &str) -> u32 {
+    aws.events_table_key(id)["pk"]
+        .as_s()
+        .expect("pk is a string")
+        .parse()
+        .expect("a shard number")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_is_answered_with_an_event_written_under_fewer_shards() {
     let prefix = unique_prefix();
@@ -222,6 +240,27 @@ async fn a_duplicate_is_answered_with_an_event_written_under_fewer_shards() {
         other => panic!("expected the original, got {other:?}"),
     }
     assert_eq!(after.store().get_event(&retry.id).await.unwrap(), None);
+
+    // A process still on the smaller count given an id minted under the larger one (a
+    // deployment, part way): it stores the copy under its own count's shard, then finds and
+    // deletes it there after trying the id's own shard.
+    let late = loop {
+        let event = minted_event(&after, "gh", "delivery-7");
+        if !before.is_minted_event_id(&event.id) {
+            break event;
+        }
+    };
+    match before.store().insert_event(&late, HOUR).await.unwrap() {
+        hookhub::ports::InsertOutcome::Duplicate(found) => assert_eq!(found.id, original.id),
+        other => panic!("expected the original, got {other:?}"),
+    }
+    assert_eq!(before.store().get_event(&late.id).await.unwrap(), None);
+    let items = scan_items(&after, &after.settings().events_table).await;
+    assert_eq!(
+        items.len(),
+        2,
+        "the original and its marker only: {items:?}"
+    );
 }
 
 /// An events table of the earlier layout (keyed by `id` alone, with `by-time`) is refused at

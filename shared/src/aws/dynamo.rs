@@ -496,6 +496,11 @@ fn attempt_sk(item: &Item) -> String {
         .unwrap_or_default()
 }
 
+/// See [`crate::aws::Aws::is_minted_event_id`].
+pub(super) fn is_minted_event_id(id: &str, list_shards: u32) -> bool {
+    events::event_shard(id, list_shards) == events::own_shard(id)
+}
+
 /// See [`crate::aws::Aws::events_table_key`].
 pub(super) fn events_table_key(id: &str, list_shards: u32) -> Item {
     if id.starts_with(insert::DEDUP_PREFIX) || id.starts_with(rate::RATE_PREFIX) {

@@ -70,6 +70,12 @@ impl Aws {
         dynamo::events_table_key(id, self.settings.list_shards)
     }
 
+    /// Whether `id` is one this deployment's event store mints: its own shard is below the
+    /// current `HOOKHUB_LIST_SHARDS` (`docs/aws-layout.md`, "The shard is chosen with the id").
+    pub fn is_minted_event_id(&self, id: &str) -> bool {
+        dynamo::is_minted_event_id(id, self.settings.list_shards)
+    }
+
     pub fn settings(&self) -> &AwsSettings {
         &self.settings
     }

@@ -343,18 +343,23 @@ pub async fn minted_event_ids_are_fresh_and_listed(b: &Backend) {
         let found = b.events.get_event(id).await.expect("get_event");
         assert_eq!(found.map(|e| e.id), Some(id.clone()), "found by id");
     }
-    let listed = b
-        .events
-        .list_events(&crate::ports::EventQuery {
-            source_id: None,
-            before: None,
-            limit: 100,
-        })
-        .await
-        .expect("list_events");
-    let listed: BTreeSet<&String> = listed.iter().map(|e| &e.id).collect();
-    assert!(
-        ids.iter().all(|id| listed.contains(id)),
-        "every minted event listed"
-    );
+    // Listings may trail a write briefly (eventually consistent on DynamoDB): polled.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let listed = b
+            .events
+            .list_events(&crate::ports::EventQuery {
+                source_id: None,
+                before: None,
+                limit: 100,
+            })
+            .await
+            .expect("list_events");
+        let listed: BTreeSet<&String> = listed.iter().map(|e| &e.id).collect();
+        if ids.iter().all(|id| listed.contains(id)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "every minted event listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

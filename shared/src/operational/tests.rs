@@ -240,6 +240,10 @@ struct Recording {
 
 #[async_trait]
 impl Intake for Recording {
+    fn new_event_id(&self) -> String {
+        new_id("evt")
+    }
+
     async fn store_and_enqueue(&self, event: &Event, _: Duration) -> StoreResult<Stored> {
         if self.fail {
             return Err(StoreError::Unavailable("down".into()));

@@ -403,6 +403,11 @@ fn insert_event(tx: &Connection, event: &Event, window: Duration) -> StoreResult
 
 #[async_trait]
 impl EventStore for SqliteBackend {
+    /// Any fresh id: rows are found by id whatever it is.
+    fn new_event_id(&self) -> String {
+        crate::domain::new_id("evt")
+    }
+
     async fn insert_event(
         &self,
         event: &Event,
@@ -483,6 +488,10 @@ impl EventStore for SqliteBackend {
 /// not at all, so no event is ever left stored and not enqueued.
 #[async_trait]
 impl Intake for SqliteBackend {
+    fn new_event_id(&self) -> String {
+        EventStore::new_event_id(self)
+    }
+
     async fn store_and_enqueue(
         &self,
         event: &Event,

@@ -21,9 +21,13 @@ use crate::ports::{
 };
 
 impl DynamoStore {
-    /// The key event `id` is written under.
-    pub(super) fn event_key(&self, id: &str) -> Item {
-        event_key(id, event_shard(id, self.list_shards))
+    /// The keys an existing event `id` may be under, in the order to try them
+    /// ([`shards_to_read`]).
+    pub(super) fn event_keys(&self, id: &str) -> Vec<Item> {
+        shards_to_read(id, self.list_shards)
+            .into_iter()
+            .map(|shard| event_key(id, shard))
+            .collect()
     }
 
     /// The event item `id` (all attributes), read consistently: under its key, and for an id
@@ -34,23 +38,12 @@ impl DynamoStore {
         if id.len() > MAX_SORT_KEY_BYTES {
             return Ok(None);
         }
-        for shard in shards_to_read(id, self.list_shards) {
-            if let Some(item) = self.get_item(&self.events, event_key(id, shard)).await? {
+        for key in self.event_keys(id) {
+            if let Some(item) = self.get_item(&self.events, key).await? {
                 return Ok(Some(item));
             }
         }
         Ok(None)
-    }
-
-    /// A new event id whose shard is below the current count by its own hash (see
-    /// [`event_shard`]), so it keeps that shard whatever the count becomes.
-    pub(super) fn mint_event_id(&self) -> String {
-        loop {
-            let id = crate::domain::new_id("evt");
-            if shard_hash(&id) % SHARD_SPACE < self.list_shards {
-                return id;
-            }
-        }
     }
 
     /// One query of a partition from `start` for at most `limit` items: a step of a lazy merge.
@@ -208,7 +201,7 @@ impl DynamoStore {
 #[async_trait]
 impl EventStore for DynamoStore {
     fn new_event_id(&self) -> String {
-        self.mint_event_id()
+        mint_event_id(self.list_shards)
     }
 
     async fn insert_event(
@@ -260,26 +253,28 @@ impl EventStore for DynamoStore {
     }
 
     async fn mark_enqueued(&self, id: &str) -> StoreResult<()> {
-        self.client
-            .update_item()
-            .table_name(&self.events)
-            .set_key(Some(self.event_key(id)))
-            // Leaving the sparse index is what takes the event off the sweep's list.
-            .update_expression(format!("SET enqueued = :t REMOVE {PENDING}"))
-            .condition_expression("attribute_exists(source_id)")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception())
-                {
-                    StoreError::NotFound(format!("event {id}"))
-                } else {
-                    sdk_error("UpdateItem", e)
-                }
-            })?;
-        Ok(())
+        for key in self.event_keys(id) {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.events)
+                .set_key(Some(key))
+                // Leaving the sparse index is what takes the event off the sweep's list.
+                .update_expression(format!("SET enqueued = :t REMOVE {PENDING}"))
+                .condition_expression("attribute_exists(source_id)")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                // Not under this key (the condition only asks that it exists): the next one.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(sdk_error("UpdateItem", e)),
+            }
+        }
+        Err(StoreError::NotFound(format!("event {id}")))
     }
 
     async fn list_unenqueued(
@@ -349,8 +344,22 @@ fn projection(attributes: &[&str]) -> (String, HashMap<String, String>) {
     (expression, names)
 }
 
-/// The hash space of event shards: the largest count allowed.
-pub(super) const SHARD_SPACE: u32 = crate::aws::config::MAX_LIST_SHARDS;
+/// The hash space of event shards. Persisted in every key: never change it.
+pub(super) const SHARD_SPACE: u32 = 1024;
+// A count above the space would leave shards no minted id can reach.
+const _: () = assert!(crate::aws::config::MAX_LIST_SHARDS <= SHARD_SPACE);
+
+/// A new event id whose own shard (its hash modulo [`SHARD_SPACE`]) is below `shards`: fresh
+/// `evt_<ULID>`s are drawn until one is (`SHARD_SPACE / shards` draws on average), so the
+/// event keeps that shard whatever the count becomes ([`event_shard`]).
+pub(super) fn mint_event_id(shards: u32) -> String {
+    loop {
+        let id = crate::domain::new_id("evt");
+        if shard_hash(&id) % SHARD_SPACE < shards {
+            return id;
+        }
+    }
+}
 
 /// DynamoDB's limit on a sort key value, in bytes.
 const MAX_SORT_KEY_BYTES: usize = 1024;
@@ -370,16 +379,23 @@ pub(super) fn event_shard(id: &str, shards: u32) -> String {
     .to_string()
 }
 
-/// The shards to read event `id` from, in order: its shard under `shards`, then, when its own
-/// shard (its hash modulo [`SHARD_SPACE`]) is not below `shards`, that one: where a process
-/// with a larger count (a deployment raising it, part way) wrote an id it minted.
+/// The shard event `id` hashes to under the largest count, its own.
+pub(super) fn own_shard(id: &str) -> String {
+    (shard_hash(id) % SHARD_SPACE).to_string()
+}
+
+/// The shards event `id` may be in, in the order to try them: its [`event_shard`] when that is
+/// its own shard (its hash modulo [`SHARD_SPACE`]), as for every id minted under this count or
+/// a smaller one. Otherwise its own shard first, where a process with a larger count (a
+/// deployment raising it, part way) put an id it minted, then its shard under `shards`, where
+/// an id made elsewhere (tests) is.
 pub(super) fn shards_to_read(id: &str, shards: u32) -> Vec<String> {
-    let own = (shard_hash(id) % SHARD_SPACE).to_string();
+    let own = own_shard(id);
     let shard = event_shard(id, shards);
     if shard == own {
         vec![shard]
     } else {
-        vec![shard, own]
+        vec![own, shard]
     }
 }
 
@@ -426,23 +442,19 @@ mod tests {
         for shards in [1u32, 4, 128, 1024] {
             let mut seen = std::collections::BTreeSet::new();
             for _ in 0..200 {
-                let id = loop {
-                    let id = crate::domain::new_id("evt");
-                    if shard_hash(&id) % SHARD_SPACE < shards {
-                        break id;
-                    }
-                };
+                let id = mint_event_id(shards);
                 let shard = event_shard(&id, shards);
-                assert!(shard.parse::<u32>().unwrap() < shards, "{id}");
-                let mut larger = shards;
-                while larger <= SHARD_SPACE {
-                    assert_eq!(
-                        event_shard(&id, larger),
-                        shard,
-                        "{id}: {shards} -> {larger}"
-                    );
-                    larger *= 2;
+                assert_eq!(shard, (shard_hash(&id) % SHARD_SPACE).to_string(), "{id}");
+                for larger in [shards + 1, shards * 2, 1000, SHARD_SPACE] {
+                    if larger >= shards {
+                        assert_eq!(
+                            event_shard(&id, larger),
+                            shard,
+                            "{id}: {shards} -> {larger}"
+                        );
+                    }
                 }
+                assert_eq!(shards_to_read(&id, shards), vec![shard.clone()], "one read");
                 seen.insert(shard);
             }
             if shards == 4 {
@@ -452,41 +464,37 @@ mod tests {
     }
 
     #[test]
-    fn an_id_made_elsewhere_has_a_shard_below_the_count_too() {
-        // (id, shards, expected): fixed, as shards are persisted in keys.
+    fn shards_are_pinned_for_minted_and_other_ids() {
+        // (id, its own shard, count, shard): persisted in keys, so fixed. Values from an
+        // independent implementation of the hash (Python).
         let cases = [
-            ("evt_a", 1, "0"),
-            ("evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", 1, "0"),
+            ("evt_a", 171, 1, "0"),
+            ("evt_a", 171, 4, "3"),
+            ("evt_a", 171, 128, "43"),
+            ("evt_a", 171, 256, "171"),
+            ("evt_a", 171, 1024, "171"),
+            ("evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", 494, 2, "0"),
+            ("evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", 494, 4, "2"),
+            ("evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", 494, 128, "110"),
+            ("evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", 494, 512, "494"),
+            ("", 11, 4, "3"),
+            ("", 11, 16, "11"),
         ];
-        for (id, shards, expected) in cases {
-            assert_eq!(event_shard(id, shards), expected);
-        }
-        for id in ["evt_a", "", "evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P", "dedup#x"] {
-            for shards in [2u32, 4, 128, 1024] {
-                let shard: u32 = event_shard(id, shards).parse().unwrap();
-                assert!(shard < shards, "{id} {shards}");
-                let own = shard_hash(id) % SHARD_SPACE;
-                if own < shards {
-                    assert_eq!(shard, own);
-                } else {
-                    assert_eq!(shard, shard_hash(id) % shards);
-                }
-            }
+        for (id, own, shards, expected) in cases {
+            assert_eq!(shard_hash(id) % SHARD_SPACE, own, "{id:?}");
+            assert_eq!(event_shard(id, shards), expected, "{id:?} under {shards}");
         }
     }
 
     #[test]
-    fn an_id_is_read_from_its_shard_then_from_its_own() {
+    fn an_id_is_read_from_its_own_shard_then_from_the_counts() {
         let id = "evt_01JD6Q4XN5S0ZC4Y7B1V9K2M3P";
-        let own = shard_hash(id) % SHARD_SPACE;
-        // Under a count above its own shard: that one only.
-        assert_eq!(shards_to_read(id, SHARD_SPACE), vec![own.to_string()]);
-        // Under a smaller one: the count's shard first, then its own.
-        let small = 4;
-        assert!(own >= small, "the case this id stands for");
+        // Under a count above its own shard (494): that one only.
+        assert_eq!(shards_to_read(id, 512), vec!["494".to_string()]);
+        // Under a smaller one: its own (minted under a larger count), then the count's.
         assert_eq!(
-            shards_to_read(id, small),
-            vec![(shard_hash(id) % small).to_string(), own.to_string()]
+            shards_to_read(id, 4),
+            vec!["494".to_string(), "2".to_string()]
         );
     }
 

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -287,30 +288,41 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Deletes a duplicate's own copy `id` if it is still `copy`; says whether it did (not
-    /// there, never stored or deleted already, or no longer such a copy: nothing to do).
+    /// Deletes a duplicate's own copy `id` if it is still `copy`, under whichever key it has
+    /// ([`DynamoStore::event_keys`]); says whether it did (not there, never stored or deleted
+    /// already, or no longer such a copy: nothing to do). A failed condition without the old
+    /// item means nothing under that key.
     async fn delete_copy(&self, id: &str, copy: Loser<'_>) -> StoreResult<bool> {
-        let request = self
-            .client
-            .delete_item()
-            .table_name(&self.events)
-            .set_key(Some(self.event_key(id)));
-        let request = match copy {
-            Loser::Pending => request.condition_expression(format!("attribute_exists({PENDING})")),
-            Loser::OfKey(dedup_key) => request
-                .condition_expression(format!("{DEDUP_KEY} = :dk"))
-                .expression_attribute_values(":dk", AttributeValue::S(dedup_key.to_owned())),
-        };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+        for key in self.event_keys(id) {
+            let request = self
+                .client
+                .delete_item()
+                .table_name(&self.events)
+                .set_key(Some(key))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            let request = match copy {
+                Loser::Pending => {
+                    request.condition_expression(format!("attribute_exists({PENDING})"))
+                }
+                Loser::OfKey(dedup_key) => request
+                    .condition_expression(format!("{DEDUP_KEY} = :dk"))
+                    .expression_attribute_values(":dk", AttributeValue::S(dedup_key.to_owned())),
+            };
+            match request.send().await {
+                Ok(_) => return Ok(true),
+                Err(e) => match e.as_service_error() {
+                    Some(DeleteItemError::ConditionalCheckFailedException(failed)) => {
+                        if failed.item().is_some() {
+                            return Ok(false);
+                        }
+                    }
+                    _ => return Err(sdk_error("DeleteItem", e)),
+                },
             }
-            Err(e) => Err(sdk_error("DeleteItem", e)),
         }
+        Ok(false)
     }
 
     /// Puts a new event's item. The id being taken is `Conflict`, unless the item there is this
