@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookhub::decision::health::ProbeClaim;
 use hookhub::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
-use hookhub::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
+use hookhub::domain::{
+    Attempt, Event, EventSummary, SentFirst, Source, Subscription, SubscriptionRoute, Task,
+};
 use hookhub::ingest::{Ingestor, ReceiverConfig};
 use hookhub::ports::{
     AttemptLog, AttemptPage, Backend, DisableOutcome, EventQuery, EventRange, EventStore,
@@ -57,6 +59,9 @@ impl SubscriptionStore for NullBackend {
     }
     async fn get_subscription(&self, _: &str) -> StoreResult<Option<Subscription>> {
         Ok(None)
+    }
+    async fn list_subscription_routes(&self) -> StoreResult<Vec<SubscriptionRoute>> {
+        Ok(Vec::new())
     }
     async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
         Ok(Vec::new())
@@ -108,6 +113,9 @@ impl EventStore for NullBackend {
         hookhub::domain::new_id("evt")
     }
     async fn insert_event(&self, _: &Event, _: Duration) -> StoreResult<InsertOutcome> {
+        Ok(InsertOutcome::Inserted)
+    }
+    async fn insert_sent(&self, _: &Event, _: &SentFirst) -> StoreResult<InsertOutcome> {
         Ok(InsertOutcome::Inserted)
     }
     async fn get_event(&self, _: &str) -> StoreResult<Option<Event>> {

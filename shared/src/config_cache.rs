@@ -20,13 +20,33 @@ use chrono::{DateTime, Utc};
 use crate::decision::health::ProbeClaim;
 use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
-use crate::domain::{Source, Subscription};
+use crate::domain::{Source, Subscription, SubscriptionRoute};
 use crate::ports::{DisableOutcome, SourceStore, StoreResult, SubscriptionStore};
 
 /// Whether something loaded at `loaded_at` may still be served at `now`.
 pub fn is_fresh(loaded_at: Instant, now: Instant, ttl: Duration) -> bool {
     now.checked_duration_since(loaded_at)
         .is_some_and(|age| age < ttl)
+}
+
+/// A list held in `slot` while fresh, else `load`ed into it (the slot's lock held across the
+/// load, so concurrent callers of a cold process wait for one read). `load` is lazy: not polled
+/// when the cached list is served.
+async fn cached_list<T: Clone>(
+    slot: &tokio::sync::Mutex<Option<(Instant, Vec<T>)>>,
+    ttl: Duration,
+    load: impl std::future::Future<Output = StoreResult<Vec<T>>>,
+) -> StoreResult<Vec<T>> {
+    let mut cached = slot.lock().await;
+    if let Some((loaded_at, list)) = cached.as_ref() {
+        if is_fresh(*loaded_at, Instant::now(), ttl) {
+            return Ok(list.clone());
+        }
+    }
+    let loaded_at = Instant::now();
+    let list = load.await?;
+    *cached = Some((loaded_at, list.clone()));
+    Ok(list)
 }
 
 /// Caching [`SourceStore`] and [`SubscriptionStore`] over the real ones. Cheap to share.
@@ -38,6 +58,8 @@ pub struct CachedConfig {
     /// A tokio mutex: held across the reload, so concurrent tasks of a cold process wait for
     /// one `Scan` instead of each running their own.
     cached_subscriptions: tokio::sync::Mutex<Option<(Instant, Vec<Subscription>)>>,
+    /// The receiver's view (ids and filters), cached apart: it may not read the rest.
+    cached_routes: tokio::sync::Mutex<Option<(Instant, Vec<SubscriptionRoute>)>>,
 }
 
 impl CachedConfig {
@@ -52,6 +74,7 @@ impl CachedConfig {
             ttl,
             cached_sources: Mutex::new(HashMap::new()),
             cached_subscriptions: tokio::sync::Mutex::new(None),
+            cached_routes: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -61,6 +84,7 @@ impl CachedConfig {
 
     async fn forget_subscriptions(&self) {
         *self.cached_subscriptions.lock().await = None;
+        *self.cached_routes.lock().await = None;
     }
 
     fn lock_sources(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Source)>> {
@@ -134,16 +158,13 @@ impl SubscriptionStore for CachedConfig {
     }
 
     async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
-        let mut cached = self.cached_subscriptions.lock().await;
-        if let Some((loaded_at, list)) = cached.as_ref() {
-            if is_fresh(*loaded_at, Instant::now(), self.ttl) {
-                return Ok(list.clone());
-            }
-        }
-        let loaded_at = Instant::now();
-        let list = self.subscriptions.list_subscriptions().await?;
-        *cached = Some((loaded_at, list.clone()));
-        Ok(list)
+        let load = self.subscriptions.list_subscriptions();
+        cached_list(&self.cached_subscriptions, self.ttl, load).await
+    }
+
+    async fn list_subscription_routes(&self) -> StoreResult<Vec<SubscriptionRoute>> {
+        let load = self.subscriptions.list_subscription_routes();
+        cached_list(&self.cached_routes, self.ttl, load).await
     }
 
     async fn delete_subscription(&self, id: &str) -> StoreResult<bool> {

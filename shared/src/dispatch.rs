@@ -17,20 +17,22 @@ use crate::decision::{
     judge, DeliveryError, DisabledReason, Gate, HealthPolicy, Outcome, Series, Verdict,
 };
 use crate::delivery::{DeliveryClient, DeliveryResponse};
-use crate::domain::{Attempt, DeliveryState, Event, Subscription, Task};
+use crate::domain::{
+    Attempt, DeliveryState, Event, StoredPlan, Subscription, SubscriptionRoute, Task,
+};
 use crate::jq::Prepared;
 use crate::metrics::{self, DeliveryOutcome};
 use crate::operational::{self, OperationalEvent};
-use crate::ports::{
-    Backend, Confirmed, PlannedAttempt, ReceivedTask, StoreError, PLANNED_START_MAX_LAG,
-};
+use crate::ports::{Backend, Confirmed, PlannedAttempt, ReceivedTask, StoreError};
 use crate::retry::RetryPolicy;
 use crate::signing;
 use locks::{PerPair, PerSubscription};
+use record::{as_planned, record_patiently, relies_on_stored_plan};
 
 mod health;
 mod locks;
 mod rate_limit;
+mod record;
 
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -117,13 +119,13 @@ impl Dispatcher {
                     Ok(event) => event,
                     Err(reason) => return Ok(TaskOutcome::Malformed(reason)),
                 };
-                if let Some(sent_first) = sent_first {
+                if let Some(sent_first) = &sent_first {
                     let Some(event) = &event else {
                         return Ok(TaskOutcome::Malformed(format!(
                             "dispatch task for {event_id} sent before its store without the event"
                         )));
                     };
-                    let confirmed = self.backend.events.confirm_sent(event, sent_first.window());
+                    let confirmed = self.backend.events.confirm_sent(event, sent_first);
                     match confirmed.await? {
                         Confirmed::Holder => {}
                         Confirmed::Superseded { original_id } => {
@@ -147,7 +149,10 @@ impl Dispatcher {
                         }
                     }
                 }
-                self.fan_out(&event_id, event, redelivered).await?
+                // The plan the receiver stored with the event, if it made one.
+                let stored_plan = sent_first.and_then(|s| s.plan);
+                self.fan_out(&event_id, event, stored_plan, redelivered)
+                    .await?
             }
             Task::Deliver {
                 event_id,
@@ -173,10 +178,14 @@ impl Dispatcher {
 
     /// First delivery of an event to every matching subscription, concurrently.
     /// `inline` is the event carried by the task, if any; otherwise it is read by id.
+    /// `stored_plan`, stored with the event, already announces the attempts it names: they are
+    /// looked for under it whatever this log's layout, and recorded under it when this log can
+    /// rely on it ([`relies_on_stored_plan`]).
     async fn fan_out(
         &self,
         event_id: &str,
         inline: Option<Event>,
+        stored_plan: Option<StoredPlan>,
         redelivered: bool,
     ) -> Result<(), DispatchError> {
         tracing::debug!(event_id, inline = inline.is_some(), "dispatching");
@@ -206,7 +215,11 @@ impl Dispatcher {
             let turn = self.pair_turns.of(event_id, id).lock_owned().await;
             turns.insert(id.to_owned(), turn);
         }
-        let latest = latest_attempts(self.backend.attempts.attempts_for_event(event_id).await?);
+        let logged = self
+            .backend
+            .attempts
+            .attempts_for_dispatch(&event, stored_plan.as_ref());
+        let latest = latest_attempts(logged.await?);
         let event = Arc::new(event);
         let mut resends = Vec::new();
         let mut work = Vec::new();
@@ -224,25 +237,38 @@ impl Dispatcher {
             self.backend.queue.send_batch(&resends).await?;
         }
         // Announced before any is made: a crash between a delivery and its record must not
-        // leave that record where the event cannot find it (DynamoDB's plan records).
+        // leave that record where the event cannot find it (DynamoDB's plan records). Those
+        // the stored plan names are announced already, planned at the event's receipt.
         let planned_at = Utc::now();
+        let own_layout = self.backend.attempts.stored_plan_layout();
+        let age = planned_at - event.received_at;
+        let relied_on = (stored_plan.as_ref())
+            .filter(|plan| relies_on_stored_plan(own_layout, plan.layout, age));
+        let in_stored_plan =
+            |s: &Subscription| relied_on.is_some_and(|plan| plan.covers(&s.id, first.attempt));
         let planned: Vec<PlannedAttempt> = work
             .iter()
+            .filter(|s| !in_stored_plan(s))
             .map(|s| PlannedAttempt {
                 subscription_id: s.id.clone(),
                 attempt: first.attempt,
             })
             .collect();
-        self.backend
-            .attempts
-            .plan_attempts(event_id, planned_at, &planned)
-            .await?;
+        if !planned.is_empty() {
+            self.backend
+                .attempts
+                .plan_attempts(event_id, planned_at, &planned)
+                .await?;
+        }
         // Each pair schedules its own retry as soon as its attempt ends: a slow sibling must
         // not hold it back.
         let results: Vec<Result<(), StoreError>> = stream::iter(work)
             .map(|subscription| {
                 let event = event.clone();
-                let planned = Some(planned_at);
+                let planned = Some(match in_stored_plan(&subscription) {
+                    true => event.received_at,
+                    false => planned_at,
+                });
                 let turn = turns.remove(&subscription.id);
                 async move {
                     let done = self.attempt(&event, &subscription, first, planned).await;
@@ -525,15 +551,26 @@ pub async fn wanting_subscriptions(
     backend: &Backend,
     event: &Event,
 ) -> Result<Vec<Subscription>, StoreError> {
-    let excluded = operational::excluded_subscription(event);
     Ok(backend
         .subscriptions
         .list_subscriptions()
         .await?
         .into_iter()
-        .filter(|s| s.wants(&event.source_id, &event.event_type))
-        .filter(|s| excluded.as_deref() != Some(s.id.as_str()))
+        .filter(|s| wants(s, event))
         .collect())
+}
+
+/// Whether `subscription` wants `event` (enabled or not): its source and type filters, and not
+/// an operational event about itself.
+pub fn wants(subscription: &Subscription, event: &Event) -> bool {
+    subscription.wants(&event.source_id, &event.event_type)
+        && operational::excluded_subscription(event).as_deref() != Some(subscription.id.as_str())
+}
+
+/// [`wants`] from a subscription's route alone (the receiver's plan): the same answer.
+pub fn route_wants(route: &SubscriptionRoute, event: &Event) -> bool {
+    route.wants(&event.source_id, &event.event_type)
+        && operational::excluded_subscription(event).as_deref() != Some(route.id.as_str())
 }
 
 /// The enabled subscriptions that want `event`.
@@ -582,60 +619,6 @@ fn plan(latest: Option<&Attempt>, series: Series, redelivered: bool) -> Plan {
         }
         _ => Plan::Skip,
     }
-}
-
-/// The plan an attempt is recorded under: none when it started more than
-/// [`PLANNED_START_MAX_LAG`] after it (queued behind slow deliveries), so that pages by start time
-/// need look back no further than the lag.
-fn as_planned(
-    planned_at: Option<DateTime<Utc>>,
-    started_at: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    // Negative (the wall clock stepped back) fails `to_std`: recorded on its own too, as pages
-    // rely on a plan never sorting after its start.
-    planned_at.filter(|at| {
-        (started_at - *at)
-            .to_std()
-            .is_ok_and(|lag| lag <= PLANNED_START_MAX_LAG)
-    })
-}
-
-/// Extra rounds of [`record_patiently`] after the store's own (SDK) retries, and the first pause.
-const RECORD_ROUNDS: u32 = 3;
-const RECORD_PAUSE: Duration = Duration::from_millis(200);
-
-/// Logs an attempt, trying a transient failure again a few times (200, 400, 800 ms apart): an
-/// attempt delivered but not logged is delivered again when its task runs again, a duplicate
-/// for the subscriber. Under sustained throttling the SDK's own retries alone lose about one
-/// attempt write in 400 (tests/tests/throttling.rs).
-async fn record_patiently(
-    attempts: &dyn crate::ports::AttemptLog,
-    record: &Attempt,
-    planned_at: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    let write = || async {
-        match planned_at {
-            Some(at) => attempts.record_planned_attempt(record, at).await,
-            None => attempts.record_attempt(record).await,
-        }
-    };
-    let mut pause = RECORD_PAUSE;
-    for _ in 0..RECORD_ROUNDS {
-        match write().await {
-            Err(StoreError::Unavailable(error)) => {
-                tracing::warn!(
-                    event_id = %record.event_id,
-                    subscription_id = %record.subscription_id,
-                    error = %error,
-                    "attempt log write failed; trying again"
-                );
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            done => return done,
-        }
-    }
-    write().await
 }
 
 fn latest_attempts(attempts: Vec<Attempt>) -> HashMap<String, Attempt> {

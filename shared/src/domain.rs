@@ -181,12 +181,16 @@ impl Subscription {
     /// events (source `hookhub`) go only to subscriptions that name that source: "all sources"
     /// means all webhook sources, so existing subscriptions get nothing new.
     pub fn wants(&self, source_id: &str, event_type: &str) -> bool {
-        let source_selected = if self.sources.is_empty() {
-            !crate::operational::is_reserved_source(source_id)
-        } else {
-            self.sources.iter().any(|s| s == source_id)
-        };
-        source_selected && crate::filter::matches_any(&self.event_types, event_type)
+        selects(&self.sources, &self.event_types, source_id, event_type)
+    }
+
+    /// What the receiver plans fan-outs with: nothing but the filters.
+    pub fn route(&self) -> SubscriptionRoute {
+        SubscriptionRoute {
+            id: self.id.clone(),
+            sources: self.sources.clone(),
+            event_types: self.event_types.clone(),
+        }
     }
 
     /// The secrets deliveries are signed with at `now`: the current one, then the previous one
@@ -253,6 +257,33 @@ impl Attempt {
     }
 }
 
+/// Whether source and type filters select an event ([`Subscription::wants`]).
+fn selects(sources: &[String], event_types: &[String], source_id: &str, event_type: &str) -> bool {
+    let source_selected = if sources.is_empty() {
+        !crate::operational::is_reserved_source(source_id)
+    } else {
+        sources.iter().any(|s| s == source_id)
+    };
+    source_selected && crate::filter::matches_any(event_types, event_type)
+}
+
+/// A subscription's id and filters only: what the receiver reads to plan a fan-out
+/// ([`crate::ports::SubscriptionStore::list_subscription_routes`]), without the secrets,
+/// URL and headers it has no use for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRoute {
+    pub id: String,
+    pub sources: Vec<String>,
+    pub event_types: Vec<String>,
+}
+
+impl SubscriptionRoute {
+    /// [`Subscription::wants`], from the filters alone.
+    pub fn wants(&self, source_id: &str, event_type: &str) -> bool {
+        selects(&self.sources, &self.event_types, source_id, event_type)
+    }
+}
+
 /// Work items carried by the task queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -292,16 +323,43 @@ pub enum Task {
 }
 
 /// What the dispatcher needs to finish the store of an event sent ahead of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentFirst {
     /// The source's dedup window when the event was received, in milliseconds.
     pub dedup_window_ms: u64,
+    /// The fan-out the receiver planned and stored with the event, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<StoredPlan>,
+}
+
+/// The first attempts of an event's fan-out, planned by the receiver at `received_at` and
+/// stored in the event's own item, so the dispatcher need not write a record of them apart
+/// ([`crate::ports::AttemptLog::stored_plan_layout`]). Each names attempt 1 of a subscription
+/// that wanted the event when it was received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPlan {
+    /// Subscription ids, sorted.
+    pub subscriptions: Vec<String>,
+    /// The attempt log's layout the plan was made for: used only under the same one.
+    pub layout: u32,
+}
+
+impl StoredPlan {
+    /// Whether attempt `attempt` to `subscription_id` is planned here.
+    pub fn covers(&self, subscription_id: &str, attempt: u32) -> bool {
+        attempt == 1
+            && self
+                .subscriptions
+                .binary_search_by(|s| s.as_str().cmp(subscription_id))
+                .is_ok()
+    }
 }
 
 impl SentFirst {
     pub fn new(window: std::time::Duration) -> Self {
         Self {
             dedup_window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+            plan: None,
         }
     }
 

@@ -3,11 +3,11 @@
 //! neither depends on the other through it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::domain::{Event, InlineEvent, SentFirst, Task};
+use crate::domain::{Event, InlineEvent, SentFirst, StoredPlan, SubscriptionRoute, Task};
 use crate::ports::{
     AttemptLog, Backend, EventStore, InsertOutcome, Intake, SourceStore, StoreError, StoreResult,
     Stored, SubscriptionStore, TaskQueue,
@@ -67,12 +67,103 @@ impl Intake for StoreThenEnqueue {
 pub struct SendThenStore {
     events: Arc<dyn EventStore>,
     queue: Arc<dyn TaskQueue>,
+    planner: Option<Planner>,
 }
+
+/// What [`SendThenStore::planning`] plans fan-outs with.
+struct Planner {
+    subscriptions: Arc<dyn SubscriptionStore>,
+    layout: u32,
+    /// When a read of the routes last failed or timed out ([`plan_read_paused`]).
+    failed_at: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How long the receiver waits for the subscriptions' routes (a cache hit is immediate; a miss
+/// is one `Scan`) before it sends the task without a plan.
+const PLAN_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed or timed-out read, how long planning pauses: a lasting failure (throttling, a
+/// missing grant) then costs one failed read per pause, not one per webhook on the request path.
+const PLAN_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Whether planning is paused at `now` after a failed read at `failed_at`.
+fn plan_read_paused(failed_at: Option<Instant>, now: Instant) -> bool {
+    failed_at.is_some_and(|at| now.saturating_duration_since(at) < PLAN_RETRY_AFTER)
+}
+
+/// The most subscriptions a plan stored with its event names. A stored plan saves the plan
+/// record (1 WRU, $0.625 per million) but the dispatcher's check then reads each attempt it
+/// names, found or not (1 RRU, $0.125 each), where an event without a plan record has nothing
+/// to read: worth it up to four (`docs/aws-layout.md`, "Attempts").
+pub const STORED_PLAN_MAX: usize = 4;
 
 impl SendThenStore {
     pub fn new(events: Arc<dyn EventStore>, queue: Arc<dyn TaskQueue>) -> Self {
-        Self { events, queue }
+        Self {
+            events,
+            queue,
+            planner: None,
+        }
     }
+
+    /// Also plans each event's fan-out at receipt, from `subscriptions` (a warm-process cache,
+    /// as the dispatcher's), and stores the plan with the event when `attempts` keeps stored
+    /// plans: the dispatcher then writes no plan record for those first attempts.
+    pub fn planning(
+        mut self,
+        subscriptions: Arc<dyn SubscriptionStore>,
+        attempts: &dyn AttemptLog,
+    ) -> Self {
+        self.planner = attempts.stored_plan_layout().map(|layout| Planner {
+            subscriptions,
+            layout,
+            failed_at: std::sync::Mutex::new(None),
+        });
+        self
+    }
+
+    /// The plan stored with `event`: every subscription that wants it now, if there are a few
+    /// ([`STORED_PLAN_MAX`]). Planning is an optimisation: a failed read plans nothing.
+    async fn plan(&self, event: &Event) -> Option<StoredPlan> {
+        let planner = self.planner.as_ref()?;
+        let failed_at = || {
+            // A panic elsewhere while holding it leaves a valid time.
+            (planner.failed_at.lock()).unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if plan_read_paused(*failed_at(), Instant::now()) {
+            return None;
+        }
+        let read = planner.subscriptions.list_subscription_routes();
+        let error = match tokio::time::timeout(PLAN_READ_TIMEOUT, read).await {
+            Ok(Ok(routes)) => return stored_plan(event, &routes, planner.layout),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {PLAN_READ_TIMEOUT:?}"),
+        };
+        *failed_at() = Some(Instant::now());
+        tracing::warn!(
+            event_id = %event.id,
+            %error,
+            pause_seconds = PLAN_RETRY_AFTER.as_secs(),
+            "subscription routes unreadable: fan-outs not planned at receipt for a while"
+        );
+        None
+    }
+}
+
+/// The plan of `event` over the subscriptions' `routes`: those that want it (disabled ones
+/// too, as the dispatcher logs theirs as skipped), sorted; none when there are none or too
+/// many.
+pub fn stored_plan(event: &Event, routes: &[SubscriptionRoute], layout: u32) -> Option<StoredPlan> {
+    let mut wanting: Vec<String> = routes
+        .iter()
+        .filter(|r| crate::dispatch::route_wants(r, event))
+        .map(|r| r.id.clone())
+        .collect();
+    wanting.sort_unstable();
+    wanting.dedup();
+    (!wanting.is_empty() && wanting.len() <= STORED_PLAN_MAX).then_some(StoredPlan {
+        subscriptions: wanting,
+        layout,
+    })
 }
 
 #[async_trait]
@@ -86,7 +177,11 @@ impl Intake for SendThenStore {
         event: &Event,
         dedup_window: Duration,
     ) -> StoreResult<Stored> {
-        let Some(task) = sent_first_task(event, dedup_window) else {
+        let sent_first = SentFirst {
+            plan: self.plan(event).await,
+            ..SentFirst::new(dedup_window)
+        };
+        let Some(task) = sent_first_task(event, &sent_first) else {
             // Too large to travel: the task cannot stand in for the store.
             return StoreThenEnqueue::new(self.events.clone(), self.queue.clone())
                 .store_and_enqueue(event, dedup_window)
@@ -100,7 +195,7 @@ impl Intake for SendThenStore {
         // A failure from here on is a 503 all the same: the provider's retry then gets the
         // duplicate answer, or wins the key if this copy never got it (the dispatcher drops
         // whichever task does not hold the key).
-        match self.events.insert_event(&sent, dedup_window).await? {
+        match self.events.insert_sent(&sent, &sent_first).await? {
             InsertOutcome::Inserted => Ok(Stored {
                 event_id: event.id.clone(),
                 duplicate: false,
@@ -171,7 +266,7 @@ fn inline_task(event: &Event, sent_first: Option<SentFirst>) -> Option<Task> {
     let task = |inline| Task::Dispatch {
         event_id: event.id.clone(),
         event: Some(inline),
-        sent_first,
+        sent_first: sent_first.clone(),
     };
     let plain = task(InlineEvent::new(event));
     let packed = || task(InlineEvent::packed(event));
@@ -194,8 +289,8 @@ pub fn dispatch_task(event: &Event) -> Task {
 }
 
 /// The dispatch task [`SendThenStore`] sends ahead of the store, when the event fits inline.
-pub fn sent_first_task(event: &Event, dedup_window: Duration) -> Option<Task> {
-    inline_task(event, Some(SentFirst::new(dedup_window)))
+pub fn sent_first_task(event: &Event, sent_first: &SentFirst) -> Option<Task> {
+    inline_task(event, Some(sent_first.clone()))
 }
 
 /// Sends the stored `event`'s dispatch task, then marks it enqueued.
@@ -246,6 +341,7 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Subscription;
 
     fn sample_event() -> Event {
         Event {
@@ -258,6 +354,117 @@ mod tests {
             headers: Default::default(),
             body: bytes::Bytes::from_static(br#"{"ref":"main"}"#),
             enqueued: false,
+        }
+    }
+
+    fn subscription(id: &str, sources: &[&str], types: &[&str], enabled: bool) -> Subscription {
+        let mut s = Subscription::new(
+            id,
+            "https://example.com/hooks",
+            crate::secret::Secret::new("whsec_test"),
+            chrono::Utc::now(),
+        );
+        s.sources = sources.iter().map(|x| (*x).to_owned()).collect();
+        s.event_types = types.iter().map(|x| (*x).to_owned()).collect();
+        s.enabled = enabled;
+        s
+    }
+
+    #[test]
+    fn the_stored_plan_names_what_the_dispatcher_would_match() {
+        let subscriptions = [
+            subscription("sub_all", &[], &[], true),
+            subscription("sub_gh_push", &["github"], &["push"], true),
+            subscription("sub_gh_off", &["github"], &[], false),
+            subscription("sub_stripe", &["stripe"], &[], true),
+            subscription("sub_ops", &["hookhub"], &["subscription.*"], true),
+            subscription("sub_two_types", &[], &["push", "issues"], true),
+        ];
+        let about_ops = crate::operational::operator_toggle("sub_ops", true, false)
+            .unwrap()
+            .to_event("evt_op".into(), chrono::Utc::now());
+        let about_other = crate::operational::operator_toggle("sub_all", true, false)
+            .unwrap()
+            .to_event("evt_op2".into(), chrono::Utc::now());
+        let mut issue = sample_event();
+        issue.event_type = "issues".into();
+        let routes: Vec<_> = subscriptions.iter().map(Subscription::route).collect();
+        // (event, planned subscription ids)
+        let cases: [(&Event, Option<&[&str]>); 4] = [
+            (
+                &sample_event(),
+                Some(&["sub_all", "sub_gh_off", "sub_gh_push", "sub_two_types"]),
+            ),
+            (&issue, Some(&["sub_all", "sub_gh_off", "sub_two_types"])),
+            // Operational events: only to those naming the source, never to their subject.
+            (&about_ops, None),
+            (&about_other, Some(&["sub_ops"])),
+        ];
+        for (event, want) in cases {
+            let plan = stored_plan(event, &routes, 7);
+            assert_eq!(
+                plan.as_ref().map(|p| p.subscriptions.clone()),
+                want.map(|ids| ids.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()),
+                "{} {}",
+                event.source_id,
+                event.event_type
+            );
+            assert!(plan.is_none_or(|p| p.layout == 7));
+            for s in &subscriptions {
+                assert_eq!(
+                    crate::dispatch::route_wants(&s.route(), event),
+                    crate::dispatch::wants(s, event),
+                    "{} / {}",
+                    s.id,
+                    event.event_type
+                );
+            }
+        }
+        // Beyond a few subscriptions, no plan: a plan record is cheaper than the reads.
+        let many: Vec<_> = (0..=STORED_PLAN_MAX)
+            .map(|i| subscription(&format!("sub_{i}"), &[], &[], true).route())
+            .collect();
+        assert!(stored_plan(&sample_event(), &many, 7).is_none());
+        assert_eq!(
+            stored_plan(&sample_event(), &many[..STORED_PLAN_MAX], 7)
+                .unwrap()
+                .subscriptions
+                .len(),
+            STORED_PLAN_MAX
+        );
+    }
+
+    #[test]
+    fn planning_pauses_after_a_failed_read() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        for (failed, paused) in [
+            (None, false),
+            (Some(now), true),
+            (now.checked_sub(s(29)), true),
+            (now.checked_sub(s(30)), false),
+            (now.checked_sub(s(600)), false),
+            // A time after `now` (another thread's, read late): paused.
+            (Some(now + s(1)), true),
+        ] {
+            assert_eq!(plan_read_paused(failed, now), paused, "{failed:?}");
+        }
+    }
+
+    #[test]
+    fn a_stored_plan_covers_first_attempts_of_the_subscriptions_it_names() {
+        let plan = StoredPlan {
+            subscriptions: vec!["sub_a".into(), "sub_c".into()],
+            layout: 2,
+        };
+        for (sub, attempt, covered) in [
+            ("sub_a", 1, true),
+            ("sub_c", 1, true),
+            ("sub_b", 1, false),
+            ("sub_a", 2, false),
+            ("sub_a", 0, false),
+        ] {
+            assert_eq!(plan.covers(sub, attempt), covered, "{sub} {attempt}");
         }
     }
 

@@ -12,7 +12,10 @@ use chrono::{DateTime, Utc};
 use crate::decision::health::ProbeClaim;
 use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
-use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
+use crate::domain::{
+    Attempt, Event, EventSummary, SentFirst, Source, StoredPlan, Subscription, SubscriptionRoute,
+    Task,
+};
 
 /// Failures of a store or queue. `Unavailable` is transient (the caller retries or answers 503);
 /// the others are definite answers.
@@ -52,6 +55,12 @@ pub trait SubscriptionStore: Send + Sync {
     async fn get_subscription(&self, id: &str) -> StoreResult<Option<Subscription>>;
     /// All subscriptions, ordered by id (creation order, ids being ULIDs).
     async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>>;
+    /// The id and filters of every subscription, ordered by id: what
+    /// [`list_subscriptions`](Self::list_subscriptions) would give, read without the secrets
+    /// (the receiver's grant names only these attributes). It may lag a write by a moment
+    /// (DynamoDB: an eventually consistent read); its one use, planning, tolerates that. No
+    /// default, so a wrapper decides.
+    async fn list_subscription_routes(&self) -> StoreResult<Vec<SubscriptionRoute>>;
     async fn delete_subscription(&self, id: &str) -> StoreResult<bool>;
     /// Sets `enabled = false`, `disabled_reason` and `updated_at` of an existing subscription,
     /// leaving every other field as stored (a concurrent admin change is not overwritten).
@@ -152,6 +161,11 @@ pub trait EventStore: Send + Sync {
         event: &Event,
         dedup_window: Duration,
     ) -> StoreResult<InsertOutcome>;
+    /// [`insert_event`](Self::insert_event) of an event whose task went first
+    /// ([`crate::intake::SendThenStore`]), with what the task says about it: its window, and the
+    /// fan-out plan an adapter that keeps stored plans (DynamoDB) stores in the event's item.
+    /// No default: a wrapper that dropped the plan would leave attempts the event cannot find.
+    async fn insert_sent(&self, event: &Event, sent: &SentFirst) -> StoreResult<InsertOutcome>;
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>>;
     /// Summaries (no headers or body) of the events matching `query`, newest first. Adapters
     /// read only the summary fields: a page of 256 KiB events must not load the bodies.
@@ -161,9 +175,12 @@ pub trait EventStore: Send + Sync {
     /// receiver may have stored it, stored it only partly, or not at all (it answered 503, or
     /// crashed, or is still storing it): whatever is missing is done here, with the insert's
     /// own dedup rule. Idempotent. Not stored past both the dedup window and
-    /// [`RECEIVER_MAX`](crate::intake::RECEIVER_MAX): `Unverifiable`. The default suits
-    /// adapters whose insert is atomic (a stored event always holds its key).
-    async fn confirm_sent(&self, event: &Event, dedup_window: Duration) -> StoreResult<Confirmed> {
+    /// [`RECEIVER_MAX`](crate::intake::RECEIVER_MAX): `Unverifiable`. A store made here
+    /// includes `sent`'s plan, as [`insert_sent`](Self::insert_sent)'s would. The default suits
+    /// adapters whose insert is atomic (a stored event always holds its key) and that keep no
+    /// stored plans.
+    async fn confirm_sent(&self, event: &Event, sent: &SentFirst) -> StoreResult<Confirmed> {
+        let dedup_window = sent.window();
         if self.get_event(&event.id).await?.is_some() {
             return Ok(Confirmed::Holder);
         }
@@ -258,8 +275,26 @@ pub trait AttemptLog: Send + Sync {
     ) -> StoreResult<()> {
         self.record_attempt(attempt).await
     }
+    /// The layout of this log's attempt keys when it finds an event's first attempts through a
+    /// plan stored with the event ([`StoredPlan`]; DynamoDB: its attempt shard count), `None`
+    /// when it keeps no such plans. The receiver stamps it on the plans it stores, and the
+    /// dispatcher relies on a stored plan only when the stamp is its own log's: attempts it
+    /// records under another layout would not be where the plan says. Default: `None`.
+    fn stored_plan_layout(&self) -> Option<u32> {
+        None
+    }
     /// All attempts for an event, ordered by (subscription id, attempt number).
     async fn attempts_for_event(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
+    /// [`attempts_for_event`](Self::attempts_for_event) for a dispatch that carries the event
+    /// and the plan stored with it (when usable), so an adapter that would read the plan from
+    /// the event's item need not. Default: `attempts_for_event`.
+    async fn attempts_for_dispatch(
+        &self,
+        event: &Event,
+        _plan: Option<&StoredPlan>,
+    ) -> StoreResult<Vec<Attempt>> {
+        self.attempts_for_event(&event.id).await
+    }
     /// The attempts of one (event, subscription) pair, by attempt number. Default: filtered
     /// from [`attempts_for_event`](Self::attempts_for_event).
     async fn attempts_for_pair(

@@ -7,7 +7,8 @@
 //!   index entry written or removed (keys-only entries fit in 1 KB; `ALL` projections cost the
 //!   item's size);
 //! - a read costs 1 RRU per started 4 KB (of each item for `GetItem`/`BatchGetItem`, of the
-//!   summed items for `Query`/`Scan`), half when eventually consistent;
+//!   summed items for `Query`/`Scan`), half when eventually consistent; a key that finds
+//!   nothing still costs one unit (half);
 //! - SQS bills each started 64 KB of a request's payload as one request.
 //!
 //! [`Accountant`] replays a recording in order, keeping the items it saw written, so updates
@@ -178,6 +179,17 @@ impl Accountant {
                     for item in items.as_array().into_iter().flatten() {
                         units.rru += read_units(item_size(item), consistent_of(table));
                     }
+                }
+                // A key that finds nothing is still read: one unit (half when eventually
+                // consistent), as for `GetItem`.
+                for (table, asked) in request["RequestItems"].as_object().into_iter().flatten() {
+                    let keys = asked["Keys"].as_array().map_or(0, Vec::len);
+                    let found = response["Responses"][table].as_array().map_or(0, Vec::len);
+                    let unprocessed = response["UnprocessedKeys"][table]["Keys"]
+                        .as_array()
+                        .map_or(0, Vec::len);
+                    let missing = keys.saturating_sub(found + unprocessed);
+                    units.rru += missing as f64 * read_units(0, consistent_of(table));
                 }
             }
             "BatchWriteItem" => {
@@ -469,6 +481,27 @@ mod tests {
                 "eventual RRU of {bytes}"
             );
             assert_eq!(sqs_requests(bytes), sqs, "SQS of {bytes}");
+        }
+    }
+
+    #[test]
+    fn batch_gets_charge_keys_that_find_nothing() {
+        let key = |id: &str| json!({"id": {"S": id}});
+        let found = json!({"id": {"S": "a"}, "b": {"S": "x".repeat(5000)}});
+        // (keys asked, items found, consistent, RRU)
+        let cases = [
+            (vec![key("a")], vec![found.clone()], true, 2.0),
+            (vec![key("a"), key("b")], vec![found.clone()], true, 3.0),
+            (vec![key("b")], vec![], true, 1.0),
+            (vec![key("b"), key("c")], vec![], false, 1.0),
+        ];
+        for (keys, items, consistent, rru) in cases {
+            let request =
+                json!({"RequestItems": {"t": {"Keys": keys, "ConsistentRead": consistent}}});
+            let response = json!({"Responses": {"t": items}});
+            let units =
+                Accountant::new().call("DynamoDB_20120810.BatchGetItem", &request, &response, true);
+            assert_eq!(units.rru, rru, "{request}");
         }
     }
 

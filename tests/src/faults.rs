@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hookhub::domain::{Event, EventSummary, Task};
+use hookhub::domain::{Event, EventSummary, SentFirst, Task};
 use hookhub::intake::SendThenStore;
 use hookhub::ports::{
     Backend, Confirmed, EventQuery, EventRange, EventStore, InsertOutcome, ReceivedTask,
@@ -113,9 +113,13 @@ impl EventStore for FaultyEvents {
         down(&self.faults.event_insert_down, "event table")?;
         self.inner.insert_event(event, window).await
     }
-    async fn confirm_sent(&self, event: &Event, window: Duration) -> StoreResult<Confirmed> {
+    async fn insert_sent(&self, event: &Event, sent: &SentFirst) -> StoreResult<InsertOutcome> {
         down(&self.faults.event_insert_down, "event table")?;
-        self.inner.confirm_sent(event, window).await
+        self.inner.insert_sent(event, sent).await
+    }
+    async fn confirm_sent(&self, event: &Event, sent: &SentFirst) -> StoreResult<Confirmed> {
+        down(&self.faults.event_insert_down, "event table")?;
+        self.inner.confirm_sent(event, sent).await
     }
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {
         self.inner.get_event(id).await

@@ -68,6 +68,16 @@ MARK_ENQUEUED = updating_only("pk", "id", "enqueued", "pending", "source_id")
 # disable_subscription: SET enabled, disabled_reason, updated_at, on key id, if attribute_exists(id);
 # record_outcome / claim_probe: SET health and those three, if updated_at and health are as read.
 DISABLE_SUBSCRIPTION = updating_only("id", "enabled", "disabled_reason", "updated_at", "health")
+# list_subscription_routes: a Scan projecting only the subscription's id and filters.
+def scanning_only(*attributes: str) -> dict:
+    """A Scan that can read these attributes and no others (`Select` is always sent)."""
+    return {
+        "ForAllValues:StringEquals": {"dynamodb:Attributes": sorted(attributes)},
+        "StringEquals": {"dynamodb:Select": ["SPECIFIC_ATTRIBUTES"]},
+    }
+
+
+SCAN_ROUTES = scanning_only("id", "sources", "event_types")
 # reserve_slot: a conditional PutItem of the `rate#{subscription_id}` item, and no other key.
 RATE_ITEM_PREFIX = "rate#"
 
@@ -79,6 +89,9 @@ EXPECTED_GRANTS: dict[str, dict[str, dict[str, dict | None]]] = {
     "ReceiverFunction": {
         # SourceStore::get_source
         "SourcesTable": unconditional("dynamodb:GetItem"),
+        # the fan-out plan stored with the event: list_subscription_routes (cached), only the
+        # attributes SUBSCRIPTION_ROUTE_ATTRIBUTES names
+        "SubscriptionsTable": {"dynamodb:Scan": SCAN_ROUTES},
         # insert_event (PutItem of the event, then of its dedup marker; a duplicate deletes
         # its own pending event: DeleteItem), the marker and original (GetItem), mark_enqueued
         # (UpdateItem)
@@ -395,6 +408,16 @@ class TemplateTest(unittest.TestCase):
                 grants = role_grants(self.deployed[f"{function}Role"])
                 puts = "dynamodb:PutItem" in grants.get("SubscriptionsTable", {})
                 self.assertEqual(puts, function == "AdminFunction")
+
+    def test_the_receivers_scan_grant_names_exactly_the_attributes_the_code_projects(self):
+        source = (ROOT / "shared/src/aws/dynamo.rs").read_text()
+        found = re.search(r"SUBSCRIPTION_ROUTE_ATTRIBUTES: \[&str; \d+\] = \[([^\]]*)\]", source)
+        self.assertIsNotNone(found, "SUBSCRIPTION_ROUTE_ATTRIBUTES in dynamo.rs")
+        projected = re.findall(r'"(\w+)"', found.group(1))
+        self.assertEqual(SCAN_ROUTES, scanning_only(*projected))
+        # The projection is the only Scan that passes attribute names; every other list reads
+        # whole records (the dispatcher and admin, whose grants have no condition).
+        self.assertEqual(source.count(".projection_expression("), 1)
 
     def test_update_item_grants_name_exactly_the_attributes_the_code_updates(self):
         in_code = rust_update_items()

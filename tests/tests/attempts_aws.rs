@@ -31,6 +31,28 @@ fn event() -> Event {
     }
 }
 
+/// Subscribes `id` (every source and type) to `sink`.
+async fn subscribe(backend: &hookhub::ports::Backend, id: &str, sink: &Sink) {
+    let subscription = Subscription::new(
+        id,
+        sink.url.clone(),
+        hookhub::signing::generate_secret(),
+        Utc::now(),
+    );
+    (backend.subscriptions.create_subscription(&subscription))
+        .await
+        .expect("subscription");
+}
+
+/// A delivery client allowed to reach the sinks on 127.0.0.1.
+fn delivery_client() -> DeliveryClient {
+    DeliveryClient::new(&DeliveryOptions {
+        allow_private_targets: true,
+        ..DeliveryOptions::default()
+    })
+    .expect("client")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_cut_midway_runs_again_without_repeating_recorded_deliveries() {
     let aws = fresh_aws().await;
@@ -44,24 +66,13 @@ async fn a_fan_out_cut_midway_runs_again_without_repeating_recorded_deliveries()
     sinks[2].set_delay(Duration::from_secs(60));
     let ids = ["sub_a", "sub_b", "sub_c"];
     for (id, sink) in ids.iter().zip(&sinks) {
-        let subscription = Subscription::new(
-            *id,
-            sink.url.clone(),
-            hookhub::signing::generate_secret(),
-            Utc::now(),
-        );
-        backend
-            .subscriptions
-            .create_subscription(&subscription)
-            .await
-            .expect("subscription");
+        subscribe(&backend, id, sink).await;
     }
-    let client = DeliveryClient::new(&DeliveryOptions {
-        allow_private_targets: true,
-        ..DeliveryOptions::default()
-    })
-    .expect("client");
-    let dispatcher = Dispatcher::new(backend.clone(), client, DispatcherConfig::default());
+    let dispatcher = Dispatcher::new(
+        backend.clone(),
+        delivery_client(),
+        DispatcherConfig::default(),
+    );
     let e = event();
     let task = Task::Dispatch {
         event_id: e.id.clone(),
@@ -180,4 +191,206 @@ async fn a_fan_out_cut_midway_runs_again_without_repeating_recorded_deliveries()
             .is_empty(),
         "no index to pay an entry per attempt for"
     );
+}
+
+/// The fan-out plan stored with the event (`docs/aws-layout.md`, "Attempts"): the receiver
+/// plans the subscriptions that want the event, so the dispatcher writes no plan record for
+/// them, only for one added since; a run again repeats nothing; a plan made for another attempt
+/// layout is not relied on (a plan record instead), and every attempt is found from its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_planned_at_receipt_writes_a_plan_record_only_for_what_it_did_not_name() {
+    use hookhub::domain::{SentFirst, StoredPlan};
+    use hookhub::intake::SendThenStore;
+    use hookhub::ports::Intake;
+
+    let aws = fresh_aws().await;
+    let backend = aws.backend().await.expect("backend");
+    let sinks = [
+        Sink::start().await,
+        Sink::start().await,
+        Sink::start().await,
+    ];
+    subscribe(&backend, "sub_a", &sinks[0]).await;
+    subscribe(&backend, "sub_b", &sinks[1]).await;
+    let intake = SendThenStore::new(backend.events.clone(), backend.queue.clone())
+        .planning(backend.subscriptions.clone(), &*backend.attempts);
+    let mut e = event();
+    e.id = backend.events.new_event_id();
+    e.enqueued = false;
+    intake.store_and_enqueue(&e, WAIT).await.expect("stored");
+    // Added after the receipt: the stored plan does not name it.
+    subscribe(&backend, "sub_c", &sinks[2]).await;
+
+    let dispatcher = Dispatcher::new(
+        backend.clone(),
+        delivery_client(),
+        DispatcherConfig::default(),
+    );
+    let tasks = backend.queue.receive(10, WAIT).await.expect("receive");
+    assert_eq!(tasks.len(), 1);
+    let Ok(Task::Dispatch {
+        sent_first: Some(SentFirst {
+            plan: Some(plan), ..
+        }),
+        ..
+    }) = Task::from_json(&tasks[0].body)
+    else {
+        panic!("a sent-first task with a plan: {}", tasks[0].body);
+    };
+    assert_eq!(plan.subscriptions, ["sub_a", "sub_b"]);
+    assert_eq!(
+        dispatcher.process(&tasks[0]).await.expect("processed"),
+        TaskOutcome::Done
+    );
+    let again = ReceivedTask {
+        receive_count: 2,
+        ..tasks[0].clone()
+    };
+    assert_eq!(
+        dispatcher.process(&again).await.expect("processed"),
+        TaskOutcome::Done
+    );
+    let counts: Vec<usize> = sinks.iter().map(Sink::count).collect();
+    assert_eq!(
+        counts,
+        [1, 1, 1],
+        "each delivered once, the run again repeats none"
+    );
+    let pairs = |attempts: Vec<hookhub::domain::Attempt>| -> Vec<(String, u32, bool)> {
+        attempts
+            .into_iter()
+            .map(|a| (a.succeeded(), a))
+            .map(|(ok, a)| (a.subscription_id, a.attempt, ok))
+            .collect()
+    };
+    let all_three = [
+        ("sub_a".to_owned(), 1, true),
+        ("sub_b".to_owned(), 1, true),
+        ("sub_c".to_owned(), 1, true),
+    ];
+    assert_eq!(
+        pairs(backend.attempts.attempts_for_event(&e.id).await.unwrap()),
+        all_three
+    );
+    assert_eq!(
+        pairs((backend.attempts.attempts_for_pair(&e.id, "sub_a").await).unwrap()),
+        [all_three[0].clone()]
+    );
+    let plan_records = |event_id: String| {
+        let aws = &aws;
+        async move {
+            scan_items(aws, &aws.settings().attempts_table)
+                .await
+                .into_iter()
+                .filter(|i| i["pk"].as_s().ok() == Some(&format!("e#{event_id}")))
+                .map(|i| format!("{:?}", i["refs"]))
+                .collect::<Vec<String>>()
+        }
+    };
+    let records = plan_records(e.id.clone()).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(
+        records[0].contains("sub_c") && !records[0].contains("sub_a"),
+        "{records:?}"
+    );
+
+    // A plan for another layout (a receiver on another shard count): recorded the usual way.
+    let mut other = event();
+    other.id = backend.events.new_event_id();
+    let foreign = SentFirst {
+        plan: Some(StoredPlan {
+            subscriptions: vec!["sub_a".into(), "sub_b".into(), "sub_c".into()],
+            layout: backend.attempts.stored_plan_layout().unwrap() + 1,
+        }),
+        ..SentFirst::new(WAIT)
+    };
+    backend
+        .events
+        .insert_sent(&other, &foreign)
+        .await
+        .expect("stored");
+    let task = Task::Dispatch {
+        event_id: other.id.clone(),
+        event: Some(InlineEvent::new(&other)),
+        sent_first: Some(foreign),
+    };
+    let message = ReceivedTask {
+        body: task.to_json(),
+        receipt: "r-foreign".into(),
+        receive_count: 1,
+    };
+    assert_eq!(
+        dispatcher.process(&message).await.expect("processed"),
+        TaskOutcome::Done
+    );
+    assert_eq!(
+        pairs(
+            backend
+                .attempts
+                .attempts_for_event(&other.id)
+                .await
+                .unwrap()
+        ),
+        all_three
+    );
+    assert_eq!(plan_records(other.id.clone()).await.len(), 1);
+}
+
+/// A task run again by a dispatcher on another attempt layout (an `IndexShards` change rolling
+/// out, or a task redriven after one): the attempts the first run recorded under the stored plan
+/// are found under the plan's own layout, so none is delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_again_on_another_layout_finds_what_the_stored_plan_recorded() {
+    use hookhub::aws::Aws;
+    use hookhub::intake::SendThenStore;
+    use hookhub::ports::Intake;
+
+    let aws = fresh_aws().await;
+    let backend = aws.backend().await.expect("backend");
+    let other_layout = Aws::new(
+        &hookhub_tests::moto::sdk_config().await,
+        hookhub::aws::AwsSettings {
+            index_shards: aws.settings().index_shards + 3,
+            ..aws.settings().clone()
+        },
+    );
+    let other = other_layout.backend().await.expect("backend");
+    assert_ne!(
+        backend.attempts.stored_plan_layout(),
+        other.attempts.stored_plan_layout()
+    );
+    let sinks = [Sink::start().await, Sink::start().await];
+    for (id, sink) in ["sub_a", "sub_b"].iter().zip(&sinks) {
+        subscribe(&backend, id, sink).await;
+    }
+    let intake = SendThenStore::new(backend.events.clone(), backend.queue.clone())
+        .planning(backend.subscriptions.clone(), &*backend.attempts);
+    let mut e = event();
+    e.id = backend.events.new_event_id();
+    e.enqueued = false;
+    intake.store_and_enqueue(&e, WAIT).await.expect("stored");
+    let task = backend.queue.receive(10, WAIT).await.expect("receive");
+    assert_eq!(task.len(), 1);
+    let first = Dispatcher::new(
+        backend.clone(),
+        delivery_client(),
+        DispatcherConfig::default(),
+    );
+    assert_eq!(first.process(&task[0]).await.unwrap(), TaskOutcome::Done);
+    let again = ReceivedTask {
+        receive_count: 2,
+        ..task[0].clone()
+    };
+    let second = Dispatcher::new(
+        other.clone(),
+        delivery_client(),
+        DispatcherConfig::default(),
+    );
+    assert_eq!(second.process(&again).await.unwrap(), TaskOutcome::Done);
+    let counts: Vec<usize> = sinks.iter().map(Sink::count).collect();
+    assert_eq!(counts, [1, 1], "nothing delivered again");
+    for log in [&backend.attempts, &other.attempts] {
+        let found = log.attempts_for_event(&e.id).await.unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
 }

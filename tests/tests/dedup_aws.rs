@@ -10,7 +10,7 @@ use chrono::Utc;
 use hookhub::aws::aws_sdk_dynamodb::types::AttributeValue;
 use hookhub::aws::Aws;
 use hookhub::contract::sample_event;
-use hookhub::domain::Event;
+use hookhub::domain::{Event, SentFirst};
 use hookhub::ports::{Confirmed, EventStore, InsertOutcome};
 use hookhub_tests::moto::fresh_aws;
 
@@ -298,7 +298,10 @@ async fn sent_first_check_claims_the_marker_of_an_event_stored_without_one() {
     raw_delete(&aws, "dedup#gh#id:s-1").await;
 
     assert_eq!(
-        store.confirm_sent(&event, HOUR).await.unwrap(),
+        store
+            .confirm_sent(&event, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Holder
     );
     assert_eq!(
@@ -335,14 +338,20 @@ async fn sent_first_check_drops_a_loser_and_its_copy() {
     loser.dedup_key = "id:s-2".into();
 
     assert_eq!(
-        store.confirm_sent(&loser, HOUR).await.unwrap(),
+        store
+            .confirm_sent(&loser, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Superseded {
             original_id: winner.id.clone()
         }
     );
     assert!(raw_get(&aws, &loser.id).await.is_none(), "copy deleted");
     assert_eq!(
-        store.confirm_sent(&winner, HOUR).await.unwrap(),
+        store
+            .confirm_sent(&winner, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Holder
     );
 }
@@ -358,9 +367,10 @@ async fn sent_first_check_and_receiver_agree_under_races() {
     for round in 0..6 {
         let event = sample_event("race", &format!("id:r-{round}"));
         let stored = sent(&event);
+        let sent_first = SentFirst::new(HOUR);
         let (receiver, check) = tokio::join!(
             store.insert_event(&stored, HOUR),
-            store.confirm_sent(&event, HOUR)
+            store.confirm_sent(&event, &sent_first)
         );
         assert_eq!(receiver.unwrap(), InsertOutcome::Inserted, "round {round}");
         assert_eq!(check.unwrap(), Confirmed::Holder, "round {round}");
@@ -383,7 +393,12 @@ async fn sent_first_check_and_receiver_agree_under_races() {
         .collect();
     let checks = futures::future::join_all(copies.iter().map(|e| {
         let store = store.clone();
-        async move { store.confirm_sent(e, HOUR).await.expect("confirm") }
+        async move {
+            store
+                .confirm_sent(e, &SentFirst::new(HOUR))
+                .await
+                .expect("confirm")
+        }
     }))
     .await;
     let holders: Vec<&str> = copies
@@ -428,12 +443,18 @@ async fn sent_first_check_of_a_late_task_trusts_the_stored_item_not_the_marker()
     // delivers, and neither takes the key again.
     raw_delete(&aws, "dedup#late#id:l-1").await;
     assert_eq!(
-        store.confirm_sent(&retry, HOUR).await.unwrap(),
+        store
+            .confirm_sent(&retry, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Unverifiable
     );
     assert!(raw_get(&aws, &retry.id).await.is_none());
     assert_eq!(
-        store.confirm_sent(&original, HOUR).await.unwrap(),
+        store
+            .confirm_sent(&original, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Holder
     );
     assert!(marker_owner(&aws, "dedup#late#id:l-1").await.is_none());
@@ -446,11 +467,17 @@ async fn sent_first_check_of_a_late_task_trusts_the_stored_item_not_the_marker()
         InsertOutcome::Inserted
     );
     assert_eq!(
-        store.confirm_sent(&retry, HOUR).await.unwrap(),
+        store
+            .confirm_sent(&retry, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Unverifiable
     );
     assert_eq!(
-        store.confirm_sent(&original, HOUR).await.unwrap(),
+        store
+            .confirm_sent(&original, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Holder
     );
     assert_eq!(

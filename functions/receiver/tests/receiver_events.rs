@@ -127,7 +127,7 @@ async fn webhook_sample_is_stored_and_enqueued_once() {
     assert_eq!(
         backend
             .events
-            .confirm_sent(retry.event(), sent_first.window())
+            .confirm_sent(retry.event(), &sent_first)
             .await
             .unwrap(),
         Confirmed::Superseded {

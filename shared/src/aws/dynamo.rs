@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -17,16 +17,20 @@ use super::{sdk_error, AwsSettings};
 use crate::decision::health::ProbeClaim;
 use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
-use crate::domain::{Attempt, Source, Subscription};
+use crate::domain::{Attempt, Event, Source, StoredPlan, Subscription, SubscriptionRoute};
 use crate::ports::{
     AttemptLog, AttemptPage, DisableOutcome, PlannedAttempt, SourceStore, StoreError, StoreResult,
     SubscriptionStore,
 };
+use attempts::StoredPlanFrom;
 
 type Item = HashMap<String, AttributeValue>;
 
 /// Attribute and index names shared with `setup.rs`.
 pub(crate) mod names {
+    /// Subscriptions: what the receiver reads of each (`list_subscription_routes`); its grant
+    /// names exactly these (template.yaml, `ListSubscriptionRoutes`).
+    pub const SUBSCRIPTION_ROUTE_ATTRIBUTES: [&str; 3] = ["id", "sources", "event_types"];
     /// TTL attribute (epoch seconds) on events, dedup markers and attempts.
     pub const EXPIRES_AT: &str = "expires_at";
     /// Events: GSI listing one source's events newest first (`source_shard`, `id`), each
@@ -191,24 +195,32 @@ impl DynamoStore {
             .transpose()
     }
 
-    /// Every record of a small table (sources, subscriptions), ordered by id.
+    /// Every record of a small table (sources, subscriptions), ordered by id, read
+    /// consistently; only the `projection` attributes, eventually consistent, when it names
+    /// any (the receiver's routes: a cached plan input, stale by the cache's seconds anyway).
     async fn list_records<T: DeserializeOwned>(
         &self,
         table: &str,
         id_of: fn(&T) -> &str,
+        projection: &[&str],
     ) -> StoreResult<Vec<T>> {
         let mut records = Vec::new();
         let mut start = None;
         loop {
-            let out = self
+            let mut scan = self
                 .client
                 .scan()
                 .table_name(table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error("Scan", e))?;
+                .consistent_read(projection.is_empty())
+                .set_exclusive_start_key(start);
+            if !projection.is_empty() {
+                // The names as they are (none is a reserved word), not through placeholders,
+                // so the grant's `dynamodb:Attributes` condition reads exactly these.
+                scan = scan
+                    .projection_expression(projection.join(", "))
+                    .select(Select::SpecificAttributes);
+            }
+            let out = scan.send().await.map_err(|e| sdk_error("Scan", e))?;
             for item in out.items.unwrap_or_default() {
                 records.push(from_item::<T>(item)?);
             }
@@ -281,7 +293,8 @@ impl SourceStore for DynamoStore {
     }
 
     async fn list_sources(&self) -> StoreResult<Vec<Source>> {
-        self.list_records(&self.sources, |s: &Source| &s.id).await
+        self.list_records(&self.sources, |s: &Source| &s.id, &[])
+            .await
     }
 
     async fn delete_source(&self, id: &str) -> StoreResult<bool> {
@@ -316,8 +329,18 @@ impl SubscriptionStore for DynamoStore {
     }
 
     async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
-        self.list_records(&self.subscriptions, |s: &Subscription| &s.id)
+        self.list_records(&self.subscriptions, |s: &Subscription| &s.id, &[])
             .await
+    }
+
+    async fn list_subscription_routes(&self) -> StoreResult<Vec<SubscriptionRoute>> {
+        let route_id: fn(&SubscriptionRoute) -> &str = |r| &r.id;
+        (self.list_records(
+            &self.subscriptions,
+            route_id,
+            &SUBSCRIPTION_ROUTE_ATTRIBUTES,
+        ))
+        .await
     }
 
     async fn delete_subscription(&self, id: &str) -> StoreResult<bool> {
@@ -425,8 +448,23 @@ impl AttemptLog for DynamoStore {
         self.record_planned(attempt, planned_at).await
     }
 
+    fn stored_plan_layout(&self) -> Option<u32> {
+        Some(self.index_shards)
+    }
+
     async fn attempts_for_event(&self, event_id: &str) -> StoreResult<Vec<Attempt>> {
-        self.event_attempts(event_id, None).await
+        self.event_attempts(event_id, None, StoredPlanFrom::EventItem)
+            .await
+    }
+
+    async fn attempts_for_dispatch(
+        &self,
+        event: &Event,
+        plan: Option<&StoredPlan>,
+    ) -> StoreResult<Vec<Attempt>> {
+        let at = sortable_time(event.received_at);
+        let given = StoredPlanFrom::Given(plan.map(|plan| (plan.clone(), at)));
+        self.event_attempts(&event.id, None, given).await
     }
 
     async fn attempts_for_pair(
@@ -434,7 +472,8 @@ impl AttemptLog for DynamoStore {
         event_id: &str,
         subscription_id: &str,
     ) -> StoreResult<Vec<Attempt>> {
-        self.event_attempts(event_id, Some(subscription_id)).await
+        self.event_attempts(event_id, Some(subscription_id), StoredPlanFrom::EventItem)
+            .await
     }
 
     async fn attempts_for_subscription(

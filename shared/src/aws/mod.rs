@@ -113,6 +113,12 @@ impl Aws {
             );
             backend.sources = cached.clone();
             backend.subscriptions = cached;
+            // The receiver plans each fan-out from the same cache the dispatcher matches with,
+            // so the plan stored with the event usually names exactly what is delivered.
+            // Uncached, planning would read the subscriptions table per webhook: not done.
+            let intake = SendThenStore::new(backend.events.clone(), backend.queue.clone())
+                .planning(backend.subscriptions.clone(), &*backend.attempts);
+            backend = backend.with_intake(Arc::new(intake));
         }
         Ok(backend)
     }

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::sample_event;
-use crate::domain::{Event, InlineEvent, Task};
+use super::{sample_attempt, sample_event};
+use crate::domain::{Event, InlineEvent, SentFirst, StoredPlan, Task};
 use crate::intake::SendThenStore;
 use crate::ports::{Backend, Confirmed, InsertOutcome, Intake};
 
@@ -52,7 +52,7 @@ async fn drain_dispatches(b: &Backend, expected: usize) -> Vec<String> {
                     if let (Some(sent_first), Some(inline)) = (sent_first, &event) {
                         let confirmed = b
                             .events
-                            .confirm_sent(inline.event(), sent_first.window())
+                            .confirm_sent(inline.event(), &sent_first)
                             .await
                             .expect("confirm_sent");
                         if confirmed != Confirmed::Holder {
@@ -157,7 +157,11 @@ pub async fn intake_completes_an_unenqueued_original(b: &Backend) {
 pub async fn confirm_sent_finishes_the_store(b: &Backend) {
     // Never stored (the receiver answered 503 or died after the send): stored now.
     let lone = sample_event("confirm", "delivery-1");
-    let first = b.events.confirm_sent(&lone, HOUR).await.expect("confirm");
+    let first = b
+        .events
+        .confirm_sent(&lone, &SentFirst::new(HOUR))
+        .await
+        .expect("confirm");
     assert_eq!(first, Confirmed::Holder);
     let kept = b.events.get_event(&lone.id).await.unwrap().expect("stored");
     assert!(
@@ -166,7 +170,10 @@ pub async fn confirm_sent_finishes_the_store(b: &Backend) {
     );
     assert_eq!(kept.body, lone.body);
     assert_eq!(
-        b.events.confirm_sent(&lone, HOUR).await.unwrap(),
+        b.events
+            .confirm_sent(&lone, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Holder,
         "a second check (the task received again) changes nothing"
     );
@@ -174,7 +181,10 @@ pub async fn confirm_sent_finishes_the_store(b: &Backend) {
     // A later copy of the same key: its task is dropped, its copy not kept.
     let retry = sample_event("confirm", "delivery-1");
     assert_eq!(
-        b.events.confirm_sent(&retry, HOUR).await.unwrap(),
+        b.events
+            .confirm_sent(&retry, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Superseded {
             original_id: lone.id.clone()
         }
@@ -191,7 +201,10 @@ pub async fn confirm_sent_finishes_the_store(b: &Backend) {
         InsertOutcome::Inserted
     );
     assert_eq!(
-        b.events.confirm_sent(&stored, HOUR).await.unwrap(),
+        b.events
+            .confirm_sent(&stored, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Holder
     );
 
@@ -203,7 +216,10 @@ pub async fn confirm_sent_finishes_the_store(b: &Backend) {
     };
     for _ in 0..2 {
         assert_eq!(
-            b.events.confirm_sent(&once, HOUR).await.unwrap(),
+            b.events
+                .confirm_sent(&once, &SentFirst::new(HOUR))
+                .await
+                .unwrap(),
             Confirmed::Holder
         );
     }
@@ -214,7 +230,10 @@ pub async fn confirm_sent_finishes_the_store(b: &Backend) {
     let mut late = sample_event("confirm", "delivery-3");
     late.received_at -= chrono::TimeDelta::days(2);
     assert_eq!(
-        b.events.confirm_sent(&late, HOUR).await.unwrap(),
+        b.events
+            .confirm_sent(&late, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Unverifiable
     );
     assert!(b.events.get_event(&late.id).await.unwrap().is_none());
@@ -222,7 +241,10 @@ pub async fn confirm_sent_finishes_the_store(b: &Backend) {
     late_once.received_at -= chrono::TimeDelta::days(2);
     late_once.dedup_key = format!("once:{}", late_once.id);
     assert_eq!(
-        b.events.confirm_sent(&late_once, HOUR).await.unwrap(),
+        b.events
+            .confirm_sent(&late_once, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Unverifiable
     );
     let mut stored_late = Event {
@@ -232,7 +254,10 @@ pub async fn confirm_sent_finishes_the_store(b: &Backend) {
     stored_late.received_at -= chrono::TimeDelta::days(2);
     b.events.insert_event(&stored_late, HOUR).await.unwrap();
     assert_eq!(
-        b.events.confirm_sent(&stored_late, HOUR).await.unwrap(),
+        b.events
+            .confirm_sent(&stored_late, &SentFirst::new(HOUR))
+            .await
+            .unwrap(),
         Confirmed::Holder
     );
     let page = b
@@ -361,5 +386,103 @@ pub async fn minted_event_ids_are_fresh_and_listed(b: &Backend) {
         }
         assert!(Instant::now() < deadline, "every minted event listed");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Plans stored with events ([`SentFirst::plan`]): an attempt recorded as the plan says
+/// (planned at the event's receipt) is found from the event, whether the receiver stored it
+/// ([`crate::ports::EventStore::insert_sent`]), the dispatcher's check did
+/// ([`crate::ports::EventStore::confirm_sent`]) or the planning intake planned it; a
+/// subscription the plan names but never tried has nothing. Adapters that keep no stored plans
+/// find the attempts by the event's id all the same.
+pub async fn stored_plans_find_their_attempts(b: &Backend) {
+    let layout = b.attempts.stored_plan_layout().unwrap_or(0);
+    let source = format!("planned_{}", crate::domain::new_id("src"));
+    let (tried, untried) = ("sub_a_planned".to_owned(), "sub_b_planned".to_owned());
+    let plan = StoredPlan {
+        subscriptions: vec![tried.clone(), untried.clone()],
+        layout,
+    };
+    let sent_first = SentFirst {
+        plan: Some(plan.clone()),
+        ..SentFirst::new(HOUR)
+    };
+    let as_planned = |event: &Event, subscription: &str| {
+        let mut attempt = sample_attempt(&event.id, subscription, 1);
+        attempt.started_at = event.received_at + chrono::TimeDelta::milliseconds(5);
+        attempt
+    };
+    let by_receiver = sent(&sample_event(&source, "delivery-r"));
+    assert_eq!(
+        b.events
+            .insert_sent(&by_receiver, &sent_first)
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    );
+    let by_check = sample_event(&source, "delivery-c");
+    assert_eq!(
+        b.events.confirm_sent(&by_check, &sent_first).await.unwrap(),
+        Confirmed::Holder
+    );
+    for event in [&by_receiver, &by_check] {
+        let attempt = as_planned(event, &tried);
+        b.attempts
+            .record_planned_attempt(&attempt, event.received_at)
+            .await
+            .expect("record");
+        let found = [attempt];
+        let log = &b.attempts;
+        assert_eq!(log.attempts_for_event(&event.id).await.unwrap(), found);
+        assert_eq!(
+            log.attempts_for_pair(&event.id, &tried).await.unwrap(),
+            found
+        );
+        assert!(log
+            .attempts_for_pair(&event.id, &untried)
+            .await
+            .unwrap()
+            .is_empty());
+        let dispatch = log.attempts_for_dispatch(event, Some(&plan)).await;
+        assert_eq!(dispatch.unwrap(), found);
+        // A retry, recorded on its own, is found beside it.
+        let mut retry = sample_attempt(&event.id, &tried, 2);
+        retry.started_at = event.received_at + chrono::TimeDelta::seconds(30);
+        log.record_attempt(&retry).await.expect("record");
+        assert_eq!(
+            log.attempts_for_event(&event.id).await.unwrap(),
+            [found[0].clone(), retry]
+        );
+    }
+
+    // The planning intake plans from the subscriptions that want the event.
+    let mut wanting = super::sample_subscription();
+    wanting.sources = vec![source.clone()];
+    b.subscriptions
+        .create_subscription(&wanting)
+        .await
+        .expect("create");
+    let intake = SendThenStore::new(b.events.clone(), b.queue.clone())
+        .planning(b.subscriptions.clone(), &*b.attempts);
+    let mut event = sample_event(&source, "delivery-i");
+    event.id = b.events.new_event_id();
+    let stored = intake.store_and_enqueue(&event, HOUR).await.unwrap();
+    assert!(!stored.duplicate);
+    let attempt = as_planned(&event, &wanting.id);
+    b.attempts
+        .record_planned_attempt(&attempt, event.received_at)
+        .await
+        .expect("record");
+    assert_eq!(
+        b.attempts.attempts_for_event(&event.id).await.unwrap(),
+        [attempt]
+    );
+}
+
+/// `event` as the send-first receiver stores it: already enqueued.
+fn sent(event: &Event) -> Event {
+    Event {
+        enqueued: true,
+        ..event.clone()
     }
 }

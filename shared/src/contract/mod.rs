@@ -76,6 +76,7 @@ macro_rules! contract_tests {
             intake_completes_an_unenqueued_original,
             confirm_sent_finishes_the_store,
             intake_sent_first_stores_enqueues_and_deduplicates,
+            stored_plans_find_their_attempts,
             minted_event_ids_are_fresh_and_listed,
         );
     };

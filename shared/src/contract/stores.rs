@@ -161,8 +161,20 @@ pub async fn subscriptions_crud(b: &Backend) {
     s.update_subscription(&updated).await.expect("update");
     assert_eq!(
         s.get_subscription(&first.id).await.unwrap(),
-        Some(updated),
+        Some(updated.clone()),
         "update replaces"
+    );
+    // The receiver's view: ids and filters, the same subscriptions in the same order.
+    let mut routes = [updated.route(), second.route()];
+    routes.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(s.list_subscription_routes().await.unwrap(), routes);
+    assert_eq!(
+        routes[..]
+            .iter()
+            .find(|r| r.id == first.id)
+            .unwrap()
+            .sources,
+        ["github", "stripe"]
     );
     assert!(
         matches!(
@@ -181,8 +193,12 @@ pub async fn subscriptions_crud(b: &Backend) {
     );
     assert_eq!(
         s.list_subscriptions().await.unwrap(),
-        vec![second],
+        vec![second.clone()],
         "only the second remains"
+    );
+    assert_eq!(
+        s.list_subscription_routes().await.unwrap(),
+        [second.route()]
     );
 }
 

@@ -28,6 +28,32 @@ fn decide(latest: Option<&Attempt>, attempt: u32, start: u32, redelivered: bool)
 }
 
 #[test]
+fn a_stored_plan_is_relied_on_under_its_own_layout_while_the_event_is_young() {
+    let secs = chrono::TimeDelta::seconds;
+    let ms = chrono::TimeDelta::milliseconds;
+    // (this log's layout, the plan's, the event's age, relied on)
+    let cases = [
+        (Some(64), 64, ms(5), true),
+        (Some(64), 64, secs(30), true),
+        (Some(64), 64, secs(30) + ms(1), false),
+        (Some(64), 64, secs(3600), false),
+        // A dispatcher on another shard count keys attempts elsewhere.
+        (Some(64), 2, ms(5), false),
+        // An adapter that keeps no stored plans (SQLite).
+        (None, 64, ms(5), false),
+        // The dispatcher's clock behind the receiver's.
+        (Some(64), 64, ms(-1), false),
+    ];
+    for (own, plan, age, want) in cases {
+        assert_eq!(
+            relies_on_stored_plan(own, plan, age),
+            want,
+            "{own:?} {plan} {age}"
+        );
+    }
+}
+
+#[test]
 fn an_attempt_long_after_its_plan_is_recorded_on_its_own() {
     let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let after = |secs: i64| t + chrono::Duration::seconds(secs);

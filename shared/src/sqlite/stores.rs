@@ -18,7 +18,9 @@ use super::{
 use crate::decision::health::ProbeClaim;
 use crate::decision::rate::Slot;
 use crate::decision::{DisabledReason, HealthChange, HealthOutcome, HealthPolicy};
-use crate::domain::{Attempt, Event, EventSummary, Source, Subscription, Task};
+use crate::domain::{
+    Attempt, Event, EventSummary, SentFirst, Source, Subscription, SubscriptionRoute, Task,
+};
 use crate::ports::{
     AttemptLog, AttemptPage, DisableOutcome, EventQuery, EventRange, EventStore, InsertOutcome,
     Intake, SourceStore, StoreError, StoreResult, Stored, SubscriptionStore,
@@ -154,6 +156,12 @@ impl SubscriptionStore for SqliteBackend {
 
     async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
         self.list_records(SUBSCRIPTIONS).await
+    }
+
+    /// One process holds the whole record anyway: the routes are cut from it.
+    async fn list_subscription_routes(&self) -> StoreResult<Vec<SubscriptionRoute>> {
+        let subscriptions = self.list_subscriptions().await?;
+        Ok(subscriptions.iter().map(Subscription::route).collect())
     }
 
     async fn delete_subscription(&self, id: &str) -> StoreResult<bool> {
@@ -416,6 +424,11 @@ impl EventStore for SqliteBackend {
         let event = event.clone();
         self.write(move |c| insert_event(c, &event, dedup_window))
             .await
+    }
+
+    /// Plans are not stored: the attempts table finds an event's attempts by its id.
+    async fn insert_sent(&self, event: &Event, sent: &SentFirst) -> StoreResult<InsertOutcome> {
+        self.insert_event(event, sent.window()).await
     }
 
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {

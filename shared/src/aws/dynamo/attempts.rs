@@ -14,11 +14,21 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::event_item::plan_from_item;
 use super::names::*;
 use super::{from_item, shard_key, sortable_time, stable_shard, to_item, DynamoStore, Item};
 use crate::aws::sdk_error;
-use crate::domain::Attempt;
+use crate::domain::{Attempt, StoredPlan};
 use crate::ports::{PlannedAttempt, StoreResult, PLANNED_START_MAX_LAG};
+
+/// Where [`DynamoStore::event_attempts`] finds the plan stored with the event.
+pub(super) enum StoredPlanFrom {
+    /// In the event's item, read for it.
+    EventItem,
+    /// Known already (the dispatcher has the event's task): the plan, if usable, and the time
+    /// it was planned at (`sortable_time` of the event's receipt).
+    Given(Option<(StoredPlan, String)>),
+}
 
 /// Partition key prefix of an event's plan records.
 const EVENT_PREFIX: &str = "e#";
@@ -184,12 +194,13 @@ impl DynamoStore {
         self.put_attempt(attempt, planned_at).await
     }
 
-    /// The event's plan records, then the attempts they name that were made (of one
-    /// subscription's only, when given).
+    /// The event's plan records and the plan stored with it, then the attempts they name that
+    /// were made (of one subscription's only, when given).
     pub(super) async fn event_attempts(
         &self,
         event_id: &str,
         subscription_id: Option<&str>,
+        stored: StoredPlanFrom,
     ) -> StoreResult<Vec<Attempt>> {
         let query = self
             .client
@@ -202,12 +213,27 @@ impl DynamoStore {
                 AttributeValue::S(format!("{EVENT_PREFIX}{event_id}")),
             )
             .consistent_read(true);
-        let mut plans = self
-            .query(query, None)
-            .await?
+        let stored = async {
+            match stored {
+                StoredPlanFrom::Given(plan) => Ok(plan),
+                StoredPlanFrom::EventItem => match self.event_plan_item(event_id).await? {
+                    Some(item) => plan_from_item(&item),
+                    None => Ok(None),
+                },
+            }
+        };
+        let (records, stored) = futures::join!(self.query(query, None), stored);
+        let mut plans = records?
             .into_iter()
             .map(from_item)
             .collect::<StoreResult<Vec<Plan>>>()?;
+        if let Some((plan, at)) = stored? {
+            plans.push(Plan {
+                k: stable_shard(event_id, plan.layout),
+                refs: plan.subscriptions.into_iter().map(|s| (s, 1)).collect(),
+                at,
+            });
+        }
         if let Some(subscription_id) = subscription_id {
             for plan in &mut plans {
                 plan.refs.retain(|(sub, _)| sub == subscription_id);

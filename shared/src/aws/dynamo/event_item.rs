@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::names::*;
 use super::{sortable_time, string_attr, Item};
-use crate::domain::{Event, EventSummary};
+use crate::domain::{Event, EventSummary, StoredPlan};
 use crate::payload;
 use crate::ports::{StoreError, StoreResult};
 
@@ -28,6 +28,13 @@ const PAYLOAD: &str = "p";
 /// Present (true) once the dispatch task is on the queue; the IAM grant of `mark_enqueued`
 /// names it, so it keeps its long name.
 const ENQUEUED: &str = "enqueued";
+
+/// The fan-out plan stored with the event ([`StoredPlan`]): its subscription ids (L of S) and
+/// the attempt log layout it was made for (N).
+const PLAN_SUBSCRIPTIONS: &str = "pr";
+const PLAN_LAYOUT: &str = "pl";
+/// What [`plan_from_item`] reads.
+pub(super) const PLAN_ATTRIBUTES: [&str; 3] = [PLAN_SUBSCRIPTIONS, PLAN_LAYOUT, RECEIVED_SK];
 
 /// What a listing projects: never the payload.
 pub(super) const SUMMARY_ATTRIBUTES: [&str; 6] = [
@@ -101,6 +108,42 @@ pub(super) fn event_from_item(item: &Item) -> StoreResult<Event> {
         enqueued: matches!(item.get(ENQUEUED), Some(AttributeValue::Bool(true))),
         id,
     })
+}
+
+/// Adds `plan` to an event's item.
+pub(super) fn add_plan(item: &mut Item, plan: &StoredPlan) {
+    let ids = plan.subscriptions.iter().cloned().map(AttributeValue::S);
+    item.insert(PLAN_SUBSCRIPTIONS.into(), AttributeValue::L(ids.collect()));
+    item.insert(
+        PLAN_LAYOUT.into(),
+        AttributeValue::N(plan.layout.to_string()),
+    );
+}
+
+/// The plan stored in an event's item, if any, and the time its attempts were planned at (the
+/// event's receipt, as `received_sk` starts with it).
+pub(super) fn plan_from_item(item: &Item) -> StoreResult<Option<(StoredPlan, String)>> {
+    let (Some(AttributeValue::L(ids)), Some(AttributeValue::N(layout))) =
+        (item.get(PLAN_SUBSCRIPTIONS), item.get(PLAN_LAYOUT))
+    else {
+        return Ok(None);
+    };
+    let corrupt = || StoreError::Corrupt(format!("event plan {ids:?} / {layout:?}"));
+    let subscriptions = ids
+        .iter()
+        .map(|id| id.as_s().cloned().map_err(|_| corrupt()))
+        .collect::<StoreResult<Vec<String>>>()?;
+    let layout = layout.parse().map_err(|_| corrupt())?;
+    let sk = string_attr(item, RECEIVED_SK)?;
+    let at = sk.split_once('#').map(|(time, _)| time.to_owned());
+    let at = at.ok_or_else(|| StoreError::Corrupt(format!("malformed {RECEIVED_SK} {sk:?}")))?;
+    Ok(Some((
+        StoredPlan {
+            subscriptions,
+            layout,
+        },
+        at,
+    )))
 }
 
 /// The summary of an item read with [`SUMMARY_ATTRIBUTES`].

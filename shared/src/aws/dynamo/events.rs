@@ -10,12 +10,14 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Utc};
 
-use super::event_item::{dedup_window, event_from_item, summary_from_item, SUMMARY_ATTRIBUTES};
+use super::event_item::{
+    dedup_window, event_from_item, summary_from_item, PLAN_ATTRIBUTES, SUMMARY_ATTRIBUTES,
+};
 use super::insert::DEDUP_PREFIX;
 use super::names::*;
 use super::{merge, sortable_time, string_attr, DynamoStore, Item};
 use crate::aws::sdk_error;
-use crate::domain::{Event, EventSummary};
+use crate::domain::{Event, EventSummary, SentFirst};
 use crate::ports::{
     Confirmed, EventQuery, EventRange, EventStore, InsertOutcome, StoreError, StoreResult,
 };
@@ -41,6 +43,31 @@ impl DynamoStore {
         for key in self.event_keys(id) {
             if let Some(item) = self.get_item(&self.events, key).await? {
                 return Ok(Some(item));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The plan attributes of event `id`'s item ([`super::event_item::plan_from_item`]), read
+    /// eventually consistently: the plan is written with the event and never changes, and its
+    /// readers (a retry, the admin's view, bulk pages) come seconds after at the least; the
+    /// dispatcher has the plan from its task. Half the units of a consistent read.
+    pub(super) async fn event_plan_item(&self, id: &str) -> StoreResult<Option<Item>> {
+        if id.len() > MAX_SORT_KEY_BYTES {
+            return Ok(None);
+        }
+        for key in self.event_keys(id) {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.events)
+                .set_key(Some(key))
+                .projection_expression(PLAN_ATTRIBUTES.join(", "))
+                .send()
+                .await
+                .map_err(|e| sdk_error("GetItem", e))?;
+            if out.item.is_some() {
+                return Ok(out.item);
             }
         }
         Ok(None)
@@ -209,11 +236,15 @@ impl EventStore for DynamoStore {
         event: &Event,
         dedup_window: Duration,
     ) -> StoreResult<InsertOutcome> {
-        self.put_event_then_marker(event, dedup_window).await
+        self.put_event_then_marker(event, dedup_window, None).await
     }
 
-    async fn confirm_sent(&self, event: &Event, dedup_window: Duration) -> StoreResult<Confirmed> {
-        self.confirm_sent_event(event, dedup_window).await
+    async fn insert_sent(&self, event: &Event, sent: &SentFirst) -> StoreResult<InsertOutcome> {
+        (self.put_event_then_marker(event, sent.window(), sent.plan.as_ref())).await
+    }
+
+    async fn confirm_sent(&self, event: &Event, sent: &SentFirst) -> StoreResult<Confirmed> {
+        self.confirm_sent_event(event, sent).await
     }
 
     async fn get_event(&self, id: &str) -> StoreResult<Option<Event>> {

@@ -14,11 +14,11 @@ use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
-use super::event_item::{event_item, DEDUP_KEY};
+use super::event_item::{add_plan, event_item, DEDUP_KEY};
 use super::names::*;
 use super::{epoch_seconds, own_key, string_attr, DynamoStore, Item};
 use crate::aws::sdk_error;
-use crate::domain::Event;
+use crate::domain::{Event, SentFirst, StoredPlan};
 use crate::intake::RECEIVER_MAX;
 use crate::ports::{Confirmed, EventStore, InsertOutcome, StoreError, StoreResult};
 
@@ -134,13 +134,15 @@ pub(super) fn takes_marker(event: &Event) -> bool {
 }
 
 impl DynamoStore {
+    /// The insert; `plan` is stored in the event's item.
     pub(super) async fn put_event_then_marker(
         &self,
         event: &Event,
         window: Duration,
+        plan: Option<&StoredPlan>,
     ) -> StoreResult<InsertOutcome> {
         let marked = takes_marker(event);
-        self.store_event_item(event, window, marked).await?;
+        self.store_event_item(event, window, marked, plan).await?;
         if !marked {
             return Ok(InsertOutcome::Inserted);
         }
@@ -174,8 +176,10 @@ impl DynamoStore {
     pub(super) async fn confirm_sent_event(
         &self,
         event: &Event,
-        window: Duration,
+        sent_first: &SentFirst,
     ) -> StoreResult<Confirmed> {
+        let window = sent_first.window();
+        let plan = sent_first.plan.as_ref();
         let sent = Event {
             enqueued: true,
             ..event.clone()
@@ -195,7 +199,7 @@ impl DynamoStore {
             if age(&sent) >= RECEIVER_MAX {
                 return Ok(Confirmed::Unverifiable);
             }
-            self.store_event_item(&sent, window, false).await?;
+            self.store_event_item(&sent, window, false, plan).await?;
             return Ok(Confirmed::Holder);
         }
         let marker_id = dedup_id(&sent.source_id, &sent.dedup_key);
@@ -211,7 +215,7 @@ impl DynamoStore {
                     original_id: owner.event_id,
                 })
             }
-            (Check::Claim, _) => match self.put_event_then_marker(&sent, window).await? {
+            (Check::Claim, _) => match self.put_event_then_marker(&sent, window, plan).await? {
                 InsertOutcome::Inserted => Ok(Confirmed::Holder),
                 InsertOutcome::Duplicate(original) => Ok(Confirmed::Superseded {
                     original_id: original.id,
@@ -247,13 +251,14 @@ impl DynamoStore {
         }
     }
 
-    /// Puts the event's item (`Conflict` when its id holds another event; the same event
-    /// already there is fine).
+    /// Puts the event's item, with `plan` (`Conflict` when its id holds another event; the
+    /// same event already there is fine).
     async fn store_event_item(
         &self,
         event: &Event,
         window: Duration,
         marked: bool,
+        plan: Option<&StoredPlan>,
     ) -> StoreResult<()> {
         let shard = super::events::event_shard(&event.id, self.list_shards);
         let mut item = event_item(
@@ -262,6 +267,9 @@ impl DynamoStore {
             shard,
             self.expires_at(event.received_at),
         )?;
+        if let Some(plan) = plan {
+            add_plan(&mut item, plan);
+        }
         item.insert(
             SOURCE_SHARD.into(),
             AttributeValue::S(super::shard_key(
