@@ -36,16 +36,7 @@ impl DynamoStore {
     /// whose own shard is not below the count, under that shard too (written by a process with
     /// a larger count, during a deployment that raises it).
     pub(super) async fn get_event_item(&self, id: &str) -> StoreResult<Option<Item>> {
-        // Longer than a sort key may be: no event has it (and DynamoDB would refuse the read).
-        if id.len() > MAX_SORT_KEY_BYTES {
-            return Ok(None);
-        }
-        for key in self.event_keys(id) {
-            if let Some(item) = self.get_item(&self.events, key).await? {
-                return Ok(Some(item));
-            }
-        }
-        Ok(None)
+        self.find_event_item(id, None).await
     }
 
     /// The plan attributes of event `id`'s item ([`super::event_item::plan_from_item`]), read
@@ -53,19 +44,32 @@ impl DynamoStore {
     /// readers (a retry, the admin's view, bulk pages) come seconds after at the least; the
     /// dispatcher has the plan from its task. Half the units of a consistent read.
     pub(super) async fn event_plan_item(&self, id: &str) -> StoreResult<Option<Item>> {
+        self.find_event_item(id, Some(&PLAN_ATTRIBUTES)).await
+    }
+
+    /// The item of event `id` under each key it may have: whole and consistent, or only the
+    /// `projection` attributes, eventually consistent.
+    async fn find_event_item(
+        &self,
+        id: &str,
+        projection: Option<&[&str]>,
+    ) -> StoreResult<Option<Item>> {
+        // Longer than a sort key may be: no event has it (and DynamoDB would refuse the read).
         if id.len() > MAX_SORT_KEY_BYTES {
             return Ok(None);
         }
         for key in self.event_keys(id) {
-            let out = self
+            let mut get = self
                 .client
                 .get_item()
                 .table_name(&self.events)
                 .set_key(Some(key))
-                .projection_expression(PLAN_ATTRIBUTES.join(", "))
-                .send()
-                .await
-                .map_err(|e| sdk_error("GetItem", e))?;
+                // Whole items are read back right after a write (the dispatcher's check).
+                .consistent_read(projection.is_none());
+            if let Some(names) = projection {
+                get = get.projection_expression(names.join(", "));
+            }
+            let out = get.send().await.map_err(|e| sdk_error("GetItem", e))?;
             if out.item.is_some() {
                 return Ok(out.item);
             }
